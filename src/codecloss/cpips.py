@@ -1,0 +1,376 @@
+"""CPIPS: an LPIPS-style perceptual distance on the features of a frozen codec analysis transform.
+
+For each tap the features of both images are unit-normalised along channels,
+their squared difference is weighted per channel by non-negative linear "heads"
+(1x1 convolutions without bias, as LPIPS's ``lin`` layers), averaged over space
+and summed over taps (Zhang et al., "The Unreasonable Effectiveness of Deep
+Features as a Perceptual Metric", CVPR 2018; with the VGG replaced by a codec
+encoder as in Huang & Wu, "CPIPS", arXiv 2401.07200).
+
+Heads are either ``"uniform"`` (every channel weight 1: honest, uncalibrated) or
+calibrated head files (see :func:`load_head`) trained with
+:mod:`codecloss.train.heads`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Hashable, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codecloss._validate import check_input_range, check_pair, to_unit_range
+from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, _looks_like_path, load_backbone
+from codecloss.features import FeatureExtractor
+from codecloss.losses import _layer_weights, normalize_channels
+
+__all__ = ["CPIPS", "HEAD_FORMAT", "ImageLike", "as_image_tensor", "clear_metric_cache", "load_head", "metric"]
+
+logger = logging.getLogger(__name__)
+
+#: Value of the ``"format"`` key of a CPIPS head file.
+HEAD_FORMAT = "codecloss-cpips-head"
+
+#: What ``heads=`` accepts: ``"uniform"``, a head file path, or a registry name.
+HeadsArg = Union[str, os.PathLike]
+
+#: Images accepted by :func:`metric`: float tensors in [0, 1], PIL images, or uint8 HxWx3 numpy arrays.
+ImageLike = Union[Tensor, np.ndarray, Any]
+
+
+def load_head(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a CPIPS head file (``torch.load(..., weights_only=True)``).
+
+    A head file is a ``torch.save``'d dict ``{"format": "codecloss-cpips-head", "backbone": id,
+    "layers": [tap, ...], "lin": {tap: (C,) tensor}}`` with optional ``"meta"`` (a dict of plain values).
+
+    Args:
+        path: head file.
+
+    Returns:
+        The checked dict; ``lin`` values are float32 (C,) tensors, all finite and >= 0.
+
+    Example:
+        >>> head = load_head("runs/heads/head.pt")  # doctest: +SKIP
+        >>> head["layers"]  # doctest: +SKIP
+        ['gdn1', 'gdn2', 'gdn3', 'y']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"heads: no such file {str(path)!r}")
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types
+        raise ValueError(f"heads: {str(path)!r} is not a readable CPIPS head file ({err})") from None
+    if not isinstance(head, Mapping) or head.get("format") != HEAD_FORMAT:
+        raise ValueError(f"heads: {str(path)!r} is not a CPIPS head file (expected 'format': {HEAD_FORMAT!r})")
+    layers, lin = head.get("layers"), head.get("lin")
+    if not isinstance(head.get("backbone"), str) or not isinstance(layers, list) or not isinstance(lin, Mapping):
+        raise ValueError(f"heads: {str(path)!r} lacks 'backbone' (str), 'layers' (list) or 'lin' (dict)")
+    if set(layers) != set(lin) or not layers:
+        raise ValueError(f"heads: {str(path)!r} has layers {layers} but lin weights for {sorted(lin)}")
+    checked = {}
+    for tap in layers:
+        weight = lin[tap]
+        if not isinstance(weight, Tensor) or weight.dim() != 1 or not weight.is_floating_point():
+            raise ValueError(f"heads: lin[{tap!r}] in {str(path)!r} must be a 1-D float tensor")
+        if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+            raise ValueError(f"heads: lin[{tap!r}] in {str(path)!r} must be finite and >= 0")
+        checked[tap] = weight.float()
+    return {**head, "layers": list(layers), "lin": checked}
+
+
+def _resolve_head_file(heads: HeadsArg) -> Path:
+    if _looks_like_path(heads):
+        return Path(heads)
+    import codecloss.weights as registry  # lazy: the registry is optional for uniform heads
+
+    get_weights_file = getattr(registry, "get_weights_file", None)
+    if get_weights_file is None:
+        raise ValueError(f"heads: {heads!r} looks like a registry name but the weight registry is not available; "
+                         "pass 'uniform' or a head file path")
+    return Path(get_weights_file(str(heads)))
+
+
+class CPIPS(nn.Module):
+    r"""CPIPS distance: LPIPS on the taps of a frozen learned-codec encoder.
+
+    .. math::
+        d(x, y) = \sum_{t} \frac{1}{H_t W_t} \sum_{h, w} \sum_c w_{t,c}
+        \left(\hat\phi_t(x)_{c,h,w} - \hat\phi_t(y)_{c,h,w}\right)^2,\quad w_{t,c} \ge 0
+
+    where :math:`\hat\phi_t` are channel-unit-normalised features of tap :math:`t`.
+    :math:`d(x, x) = 0` exactly, :math:`d` is symmetric, non-negative and differentiable.
+
+    Args:
+        backbone: backbone id or a :class:`~codecloss.features.FeatureExtractor`.
+        layers: tap names; ``None`` uses the head file's taps, else the backbone's default taps.
+        weights: backbone weights (``"default"``, registry name, checkpoint path or ``None``);
+            ignored when ``backbone`` is a feature extractor.
+        heads: ``"uniform"`` (every channel weight 1: uncalibrated), a head file path, or a
+            registry name of a head file (resolved and SHA-256-verified by the registry).
+        input_range: value range of the images, ``(0, 1)`` (default) or e.g. ``(-1, 1)``.
+        spatial: return per-pixel maps (N, 1, H, W) upsampled (bilinear) to the input size instead
+            of (N,). The map's mean equals the scalar distance when H and W are multiples of each
+            tap's stride (16 for the GDN family), and approximates it otherwise.
+        per_layer: also return a dict tap -> that tap's contribution (same shape as the total).
+        allow_grayscale: accept 1-channel images (repeated to RGB).
+        check_finite: reject NaN/Inf inputs (synchronises with the device).
+
+    Example:
+        >>> cpips = CPIPS("bmshj2018-factorized-mse-q1", weights=None)  # doctest: +SKIP
+        >>> x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+        >>> cpips(x, y).shape  # doctest: +SKIP
+        torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        backbone: str | FeatureExtractor = DEFAULT_BACKBONE,
+        layers: Sequence[str] | None = None,
+        weights: WeightsArg = "default",
+        heads: HeadsArg = "uniform",
+        input_range: Sequence[float] = (0, 1),
+        spatial: bool = False,
+        per_layer: bool = False,
+        allow_grayscale: bool = False,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(heads, (str, os.PathLike)):
+            raise TypeError(f"heads: expected 'uniform', a head file path or a registry name, got {type(heads).__name__}")
+        if isinstance(layers, (str, Mapping)):
+            raise TypeError(f"layers: expected a sequence of tap names, got {layers!r}")
+        self.input_range = check_input_range(input_range)
+        self.spatial = bool(spatial)
+        self.per_layer = bool(per_layer)
+        self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}
+        self.extractor = backbone if isinstance(backbone, FeatureExtractor) else load_backbone(backbone, weights)
+        head = None if heads == "uniform" else load_head(_resolve_head_file(heads))
+        if head is not None and layers is None:
+            layers = head["layers"]
+        chosen = self.extractor.default_layers if layers is None else list(layers)
+        if not chosen:
+            raise ValueError("layers: expected at least one tap name, got an empty sequence")
+        self.layers: list[str] = list(_layer_weights("layers", chosen, self.extractor))
+        self.heads_source = "uniform" if head is None else str(heads)
+        self.lin = nn.ModuleDict(
+            {tap: nn.Conv2d(self.extractor.tap(tap).channels, 1, kernel_size=1, bias=False) for tap in self.layers}
+        )
+        with torch.no_grad():
+            for conv in self.lin.values():
+                conv.weight.fill_(1.0)
+        if head is not None:
+            self._load_lin(head, str(heads))
+        self.lin.requires_grad_(False)
+
+    def _load_lin(self, head: Mapping[str, Any], source: str) -> None:
+        if head["backbone"] != self.extractor.backbone_id:
+            raise ValueError(
+                f"heads: {source!r} was trained for backbone {head['backbone']!r}, got backbone "
+                f"{self.extractor.backbone_id!r}"
+            )
+        if set(head["layers"]) != set(self.layers):
+            raise ValueError(f"heads: {source!r} has taps {head['layers']}, but layers={self.layers} was asked for")
+        for tap, weight in head["lin"].items():
+            conv = self.lin[tap]
+            if weight.numel() != conv.in_channels:
+                raise ValueError(
+                    f"heads: lin[{tap!r}] in {source!r} has {weight.numel()} weights, tap {tap!r} of backbone "
+                    f"{self.extractor.backbone_id!r} has {conv.in_channels} channels"
+                )
+            with torch.no_grad():
+                conv.weight.copy_(weight.view_as(conv.weight))
+        logger.info("loaded CPIPS heads from %s", source)
+
+    def head_state(self) -> dict[str, Any]:
+        """The current heads as a head-file dict (see :func:`load_head`), tensors on CPU in float32."""
+        return {
+            "format": HEAD_FORMAT,
+            "backbone": self.extractor.backbone_id,
+            "layers": list(self.layers),
+            "lin": {tap: conv.weight.detach().flatten().float().cpu().clone() for tap, conv in self.lin.items()},
+        }
+
+    def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        """Features of validated images ``x`` (N, 3, H, W) in ``input_range`` at :attr:`layers`."""
+        dtype = next(self.extractor.parameters()).dtype
+        return self.extractor(to_unit_range(x, self.input_range).to(dtype), self.layers)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
+        """Distance between ``x`` and ``y``.
+
+        Args:
+            x: images (N, 3, H, W) or (3, H, W) in ``input_range``.
+            y: images of the same shape.
+
+        Returns:
+            (N,) distances, or (N, 1, H, W) maps when ``spatial``; with ``per_layer`` a tuple
+            ``(total, {tap: contribution})``.
+        """
+        check_same_size(x, y)
+        x, y = check_pair(x, y, **self._checks)
+        fx, fy = self.features(x), self.features(y)
+        parts: OrderedDict[str, Tensor] = OrderedDict()
+        for tap, conv in self.lin.items():
+            diff = (normalize_channels(fx[tap]) - normalize_channels(fy[tap])).pow(2)
+            weighted = F.conv2d(diff, conv.weight.to(diff.dtype))  # (N, 1, h, w)
+            if self.spatial:
+                parts[tap] = F.interpolate(weighted, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                parts[tap] = weighted.mean(dim=(1, 2, 3))
+        total = torch.stack(list(parts.values())).sum(dim=0)
+        return (total, parts) if self.per_layer else total
+
+    def extra_repr(self) -> str:
+        return (
+            f"layers={self.layers}, heads={self.heads_source!r}, input_range={self.input_range}, "
+            f"spatial={self.spatial}, per_layer={self.per_layer}"
+        )
+
+
+def check_same_size(x: object, y: object) -> None:
+    """Raise ``ValueError`` telling to resize or crop when two image tensors differ in height/width."""
+    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.dim() >= 2 and y.dim() >= 2:
+        if x.shape[-2:] != y.shape[-2:]:
+            raise ValueError(
+                f"x and y: images must have the same size, got {tuple(x.shape[-2:])} and {tuple(y.shape[-2:])} "
+                "(H, W); resize or crop one of them to match"
+            )
+
+
+def as_image_tensor(image: ImageLike, argument: str = "x") -> Tensor:
+    """Convert an image to a float tensor in [0, 1].
+
+    Conversions (explicit, nothing else is guessed):
+
+    - ``torch.Tensor``: returned as is (must already be float (N, 3, H, W) or (3, H, W) in [0, 1]).
+    - PIL image: ``image.convert("RGB")``, then uint8 / 255 -> (3, H, W) float32.
+    - ``numpy.ndarray`` of dtype uint8, shape (H, W, 3) or (N, H, W, 3): / 255, channels moved
+      first -> (3, H, W) or (N, 3, H, W) float32.
+
+    Args:
+        image: the image.
+        argument: name used in error messages.
+
+    Returns:
+        A float tensor (CPU for PIL/numpy inputs).
+    """
+    if isinstance(image, Tensor):
+        if not image.is_floating_point():
+            raise TypeError(
+                f"{argument}: expected a floating point tensor in [0, 1], got dtype {image.dtype}"
+                + (" (for uint8 images use x.float() / 255)" if image.dtype == torch.uint8 else "")
+            )
+        return image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (3, 4) or image.shape[-1] != 3:
+            raise TypeError(
+                f"{argument}: numpy arrays must be uint8 of shape (H, W, 3) or (N, H, W, 3), got dtype "
+                f"{image.dtype} and shape {image.shape}; for float arrays use torch.from_numpy(a).permute(2, 0, 1)"
+            )
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+        return tensor.movedim(-1, -3)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return as_image_tensor(np.asarray(image.convert("RGB")), argument)
+    raise TypeError(
+        f"{argument}: expected a float torch.Tensor, a PIL image or a uint8 numpy array (H, W, 3), "
+        f"got {type(image).__name__}"
+    )
+
+
+class _ModelCache:
+    """Thread-safe cache of frozen CPIPS models, built once per key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[Hashable, CPIPS] = {}
+
+    def get(self, key: Hashable, build: Any) -> CPIPS:
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = build()
+                self._models[key] = model
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._models)
+
+
+_CACHE = _ModelCache()
+
+
+def clear_metric_cache() -> None:
+    """Drop every model cached by :func:`metric` (frees their memory)."""
+    _CACHE.clear()
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def metric(x: ImageLike, y: ImageLike, backbone: str | None = None, **kwargs: Any) -> Tensor:
+    """CPIPS distance between two images or batches, with a cached frozen model.
+
+    One model is built per (backbone, heads, layers, weights, other options, device, dtype) and
+    reused; the cache is thread-safe and the frozen model may be called from several threads.
+    Gradients are tracked only when an input requires them.
+
+    Args:
+        x: float tensor (N, 3, H, W) or (3, H, W) in [0, 1], a PIL image, or a uint8 (H, W, 3)
+            numpy array (see :func:`as_image_tensor` for the exact conversions).
+        y: same kind of image(s), same height and width.
+        backbone: backbone id; ``None`` means :data:`codecloss.DEFAULT_BACKBONE`.
+        **kwargs: further :class:`CPIPS` arguments (``heads``, ``layers``, ``weights``, ...).
+
+    Returns:
+        (N,) distances (N = 1 for single images), on the device of the tensor input.
+
+    Example:
+        >>> d = metric(torch.rand(3, 64, 64), torch.rand(3, 64, 64), weights=None)  # doctest: +SKIP
+        >>> d.shape  # doctest: +SKIP
+        torch.Size([1])
+    """
+    backbone = DEFAULT_BACKBONE if backbone is None else backbone
+    if not isinstance(backbone, str):
+        raise TypeError(
+            f"backbone: metric() takes a backbone id (str) or None, got {type(backbone).__name__}; "
+            "use CPIPS(backbone=extractor) for a custom feature extractor"
+        )
+    xt, yt = as_image_tensor(x, "x"), as_image_tensor(y, "y")
+    reference = xt if isinstance(x, Tensor) or not isinstance(y, Tensor) else yt
+    xt = xt.to(reference.device, reference.dtype)
+    yt = yt.to(reference.device, reference.dtype)
+    check_same_size(xt, yt)
+    key = (backbone, reference.device, reference.dtype, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+
+    def build() -> CPIPS:
+        logger.debug("building CPIPS for %s", key)
+        return CPIPS(backbone, **kwargs).to(device=reference.device, dtype=reference.dtype).requires_grad_(False).eval()
+
+    model = _CACHE.get(key, build)
+    grad = xt.requires_grad or yt.requires_grad
+    with contextlib.nullcontext() if grad else torch.no_grad():
+        return model(xt, yt)

@@ -1,0 +1,248 @@
+"""Perceptual losses on codec features: content (per tap), Gram style, and their weighted sum.
+
+The content and style terms follow Johnson et al., "Perceptual Losses for
+Real-Time Style Transfer and Super-Resolution" (ECCV 2016) and Gatys et al.,
+"Image Style Transfer Using Convolutional Neural Networks" (CVPR 2016), with
+the VGG replaced by a codec analysis transform as in Huang & Wu, "CPIPS:
+Learning to Preserve Perceptual Distances in End-to-End Image Compression"
+(arXiv 2401.07200).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Mapping, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from codecloss._validate import check_choice, check_image, check_input_range, check_pair, to_unit_range
+from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, load_backbone
+from codecloss.features import FeatureExtractor
+
+__all__ = [
+    "CONTENT_KINDS",
+    "REDUCTIONS",
+    "CodecPerceptualLoss",
+    "content_loss",
+    "gram_matrix",
+    "normalize_channels",
+    "reduce",
+    "style_loss",
+]
+
+CONTENT_KINDS = ("l2", "l1", "normalized_l2")
+REDUCTIONS = ("mean", "sum", "none")
+
+#: Tap names, or a mapping tap name -> weight.
+LayersArg = Union[Sequence[str], Mapping[str, float], None]
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def normalize_channels(features: Tensor, eps: float = 1e-10) -> Tensor:
+    """Unit-normalise a feature map along channels, with ``eps`` inside the square root.
+
+    Zero feature vectors map to zero with finite gradients (LPIPS puts eps outside
+    the root, whose gradient is infinite at zero).
+
+    Args:
+        features: (N, C, H, W) features.
+        eps: added to the squared norm before the square root.
+
+    Returns:
+        Features divided by their per-position channel norm, in at least float32.
+    """
+    features = _at_least_float32(features)
+    return features * torch.rsqrt(features.pow(2).sum(dim=1, keepdim=True) + eps)
+
+
+def content_loss(fx: Tensor, fy: Tensor, kind: str = "l2") -> Tensor:
+    """Per-sample content distance between two feature maps.
+
+    Args:
+        fx: (N, C, H, W) features of the prediction.
+        fy: (N, C, H, W) features of the target.
+        kind: ``"l2"`` (mean squared difference), ``"l1"`` (mean absolute difference) or
+            ``"normalized_l2"`` (channel-unit-normalise, squared difference summed over
+            channels, averaged over positions, as LPIPS without learned weights).
+
+    Returns:
+        (N,) distances, in at least float32.
+
+    Example:
+        >>> f = torch.rand(2, 8, 4, 4)
+        >>> content_loss(f, f).tolist()
+        [0.0, 0.0]
+    """
+    check_choice("content", kind, CONTENT_KINDS)
+    if kind == "normalized_l2":
+        return (normalize_channels(fx) - normalize_channels(fy)).pow(2).sum(dim=1).mean(dim=(1, 2))
+    diff = _at_least_float32(fx) - _at_least_float32(fy)
+    per_element = diff.pow(2) if kind == "l2" else diff.abs()
+    return per_element.flatten(1).mean(dim=1)
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Gram matrix normalised by C*H*W, computed in at least float32 (also under autocast).
+
+    Args:
+        features: (N, C, H, W) features.
+
+    Returns:
+        (N, C, C) Gram matrices.
+
+    Example:
+        >>> gram_matrix(torch.ones(1, 2, 3, 3)).tolist()
+        [[[0.5, 0.5], [0.5, 0.5]]]
+    """
+    n, c, h, w = features.shape
+    with torch.autocast(features.device.type, enabled=False):
+        flat = _at_least_float32(features).reshape(n, c, h * w)
+        return torch.baddbmm(flat.new_zeros(()), flat, flat.transpose(1, 2), beta=0.0, alpha=1.0 / (c * h * w))
+
+
+def style_loss(fx: Tensor, fy: Tensor) -> Tensor:
+    """Per-sample Gram (style) distance: mean squared difference of Gram matrices.
+
+    ``fx`` and ``fy`` may differ in height and width; ``fy`` may have batch size 1
+    (one style image for the whole batch).
+
+    Args:
+        fx: (N, C, H, W) features of the prediction.
+        fy: (N or 1, C, H', W') features of the style target.
+
+    Returns:
+        (N,) distances in at least float32.
+    """
+    return (gram_matrix(fx) - gram_matrix(fy)).pow(2).mean(dim=(1, 2))
+
+
+def reduce(values: Tensor, reduction: str) -> Tensor:
+    """Reduce per-sample values (N,) by ``"mean"``, ``"sum"`` or ``"none"``."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
+
+
+def _layer_weights(argument: str, layers: LayersArg, extractor: FeatureExtractor) -> dict[str, float]:
+    if isinstance(layers, str):
+        raise TypeError(f"{argument}: expected a sequence of tap names or a mapping tap -> weight, got the string {layers!r}")
+    weights = dict(layers) if isinstance(layers, Mapping) else {name: 1.0 for name in layers}  # type: ignore[union-attr]
+    for name, weight in weights.items():
+        extractor.tap(name)  # raises for unknown names, listing valid ones
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"{argument}: weight of {name!r} must be a number >= 0, got {weight!r}")
+    order = {name: i for i, name in enumerate(extractor.tap_names)}
+    return {name: float(weights[name]) for name in sorted(weights, key=order.__getitem__)}
+
+
+class CodecPerceptualLoss(nn.Module):
+    r"""Perceptual loss on the features of a frozen learned-codec analysis transform.
+
+    .. math::
+        L(x, y) = \sum_{t \in \text{layers}} w_t\, d_t(\phi_t(x), \phi_t(y))
+        + \lambda_s \sum_{s \in \text{style\_layers}} w_s \lVert G(\phi_s(x)) - G(\phi_s(y_s)) \rVert^2
+
+    Args:
+        backbone: backbone id (see :func:`codecloss.list_backbones`) or a
+            :class:`~codecloss.features.FeatureExtractor` (e.g. from :func:`codecloss.from_compressai`).
+        layers: content taps, a sequence of names or a mapping name -> weight; ``None`` uses the
+            backbone's default taps (each nonlinearity's output and ``y``).
+        weights: ``"default"``, a registry name, a checkpoint path, or ``None`` (random init, warns).
+            Ignored when ``backbone`` is a feature extractor.
+        content: ``"l2"``, ``"l1"`` or ``"normalized_l2"``.
+        style_layers: Gram taps (sequence or mapping); ``None`` uses ``layers`` when ``style_weight > 0``.
+        style_weight: weight of the style term; 0 skips it.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-sample values, shape (N,)).
+        input_range: value range of the images, ``(0, 1)`` (default) or e.g. ``(-1, 1)``.
+        allow_grayscale: accept 1-channel images (repeated to RGB).
+        check_finite: reject NaN/Inf inputs (synchronises with the device on every call).
+
+    Example:
+        >>> loss_fn = CodecPerceptualLoss(layers={"gdn1": 1.0, "y": 0.5})  # doctest: +SKIP
+        >>> x = torch.rand(4, 3, 64, 64, requires_grad=True)
+        >>> loss = loss_fn(x, torch.rand(4, 3, 64, 64))  # doctest: +SKIP
+        >>> loss.backward()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: str | FeatureExtractor = DEFAULT_BACKBONE,
+        layers: LayersArg = None,
+        weights: WeightsArg = "default",
+        content: str = "l2",
+        style_layers: LayersArg = None,
+        style_weight: float = 0.0,
+        reduction: str = "mean",
+        input_range: Sequence[float] = (0, 1),
+        allow_grayscale: bool = False,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__()
+        self.content = check_choice("content", content, CONTENT_KINDS)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.input_range = check_input_range(input_range)
+        if not isinstance(style_weight, (int, float)) or style_weight < 0:
+            raise ValueError(f"style_weight: expected a number >= 0, got {style_weight!r}")
+        self.style_weight = float(style_weight)
+        self.extractor = backbone if isinstance(backbone, FeatureExtractor) else load_backbone(backbone, weights)
+        default = self.extractor.default_layers
+        self.layer_weights = _layer_weights("layers", default if layers is None else layers, self.extractor)
+        if self.style_weight > 0:
+            chosen = self.layer_weights if style_layers is None else style_layers
+            self.style_layer_weights = _layer_weights("style_layers", chosen, self.extractor)
+        else:
+            self.style_layer_weights = {}
+        self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}
+        self._taps = list(dict.fromkeys([*self.layer_weights, *self.style_layer_weights]))
+
+    def _extract(self, x: Tensor, layers: Sequence[str]) -> "OrderedDict[str, Tensor]":
+        dtype = next(self.extractor.parameters()).dtype
+        return self.extractor(to_unit_range(x, self.input_range).to(dtype), layers)
+
+    def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        """Features of ``x`` at every tap this loss uses, in forward order.
+
+        Args:
+            x: images (N, 3, H, W) or (3, H, W) in ``input_range``.
+
+        Returns:
+            Ordered dict tap name -> (N, C, H/stride, W/stride) feature map.
+        """
+        return self._extract(check_image(x, "x", **self._checks), self._taps)
+
+    def forward(self, x: Tensor, y: Tensor, style_target: Tensor | None = None) -> Tensor:
+        """Loss between prediction ``x`` and target ``y``.
+
+        Args:
+            x: predictions (N, 3, H, W) in ``input_range``.
+            y: targets of the same shape.
+            style_target: optional style images for the Gram term, (N or 1, 3, H', W');
+                defaults to ``y``.
+
+        Returns:
+            Scalar for ``"mean"``/``"sum"``, (N,) for ``"none"``.
+        """
+        x, y = check_pair(x, y, **self._checks)
+        fx = self._extract(x, self._taps)
+        fy = self._extract(y, self._taps if style_target is None else list(self.layer_weights))
+        total = sum(w * content_loss(fx[t], fy[t], self.content) for t, w in self.layer_weights.items())
+        if self.style_layer_weights:
+            fs = fy
+            if style_target is not None:
+                style_target = check_image(style_target, "style_target", **self._checks)
+                fs = self._extract(style_target, list(self.style_layer_weights))
+            style = sum(w * style_loss(fx[t], fs[t]) for t, w in self.style_layer_weights.items())
+            total = total + self.style_weight * style
+        return reduce(total, self.reduction)  # type: ignore[arg-type]
+
+    def extra_repr(self) -> str:
+        return (
+            f"layers={self.layer_weights}, content={self.content!r}, style_layers={self.style_layer_weights}, "
+            f"style_weight={self.style_weight}, reduction={self.reduction!r}, input_range={self.input_range}"
+        )

@@ -1,0 +1,1 @@
+"""Training recipes: rate-distortion codec training (:mod:`codecloss.train.codec`)."""
