@@ -70,3 +70,18 @@ def test_non_tensor_checkpoint_is_rejected(tmp_path) -> None:
     torch.save({"a": 1}, path)
     with pytest.raises(ValueError, match="not a state_dict of tensors"):
         codecloss.load_backbone(codecloss.DEFAULT_BACKBONE, weights=path)
+
+
+def test_load_codec_round_trips_a_bitstream(tmp_path) -> None:
+    codec = get_backbone_spec(codecloss.DEFAULT_BACKBONE).build_codec()
+    path = tmp_path / "codec.pth"
+    torch.save(codec.state_dict(), path)
+    loaded = codecloss.load_codec(codecloss.DEFAULT_BACKBONE, weights=path)
+    assert not loaded.training
+    x = torch.rand(1, 3, 64, 64)
+    out = loaded.compress(x)
+    assert len(out["strings"][0][0]) > 0
+    x_hat = loaded.decompress(out["strings"], out["shape"])["x_hat"]
+    assert x_hat.shape == x.shape and torch.isfinite(x_hat).all()
+    with pytest.raises(ValueError, match="does not fit the cheng2020-anchor-mse-q1 codec"):
+        codecloss.load_codec("cheng2020-anchor-mse-q1", weights=path)

@@ -13,6 +13,7 @@ from codecloss.backbones import (
     list_backbones,
     list_layers,
     load_backbone,
+    load_codec,
 )
 from codecloss.features import FeatureExtractor, TapInfo
 from codecloss.losses import CodecPerceptualLoss, content_loss, gram_matrix, normalize_channels, style_loss
@@ -32,6 +33,7 @@ __all__ = [
     "list_backbones",
     "list_layers",
     "load_backbone",
+    "load_codec",
     "normalize_channels",
     "style_loss",
 ]

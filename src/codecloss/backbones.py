@@ -33,6 +33,7 @@ __all__ = [
     "list_backbones",
     "list_layers",
     "load_backbone",
+    "load_codec",
     "from_compressai",
     "load_codec_state_dict",
 ]
@@ -181,10 +182,10 @@ def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Te
             f"weights: expected 'default', a registry name, a file path or None, got {type(weights).__name__}"
         )
     if _looks_like_path(weights):
-        return _g_a_state_dict(load_codec_state_dict(weights))
+        return load_codec_state_dict(weights)
     from codecloss.weights import registered_state_dict
 
-    return _g_a_state_dict(registered_state_dict(str(weights), spec.id))
+    return registered_state_dict(str(weights), spec.id)
 
 
 def _load_g_a(g_a: torch.nn.Module, state: dict[str, Tensor], source: str) -> None:
@@ -231,9 +232,39 @@ def load_backbone(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "defau
     if state is None:
         _warn_random_once()
     else:
-        _load_g_a(codec.g_a, state, repr(weights if isinstance(weights, str) else str(weights)))
+        _load_g_a(codec.g_a, _g_a_state_dict(state), repr(str(weights)))
         logger.info("loaded %s weights from %s", spec.id, weights)
     return FeatureExtractor(codec.g_a, backbone_id=spec.id)
+
+
+def load_codec(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "default") -> CompressionModel:
+    """The whole CompressAI codec of a backbone, entropy tables updated, ready to ``compress``/``decompress``.
+
+    Args:
+        backbone: backbone id (the embedded default works offline; zoo ids go through the registry).
+        weights: as for :func:`load_backbone`.
+
+    Returns:
+        The CompressAI model in eval mode on CPU.
+
+    Example:
+        >>> codec = load_codec()  # doctest: +SKIP
+        >>> out = codec.compress(torch.rand(1, 3, 64, 64))  # doctest: +SKIP
+        >>> codec.decompress(out["strings"], out["shape"])["x_hat"].shape  # doctest: +SKIP
+        torch.Size([1, 3, 64, 64])
+    """
+    spec = get_backbone_spec(backbone)
+    codec = spec.build_codec()
+    state = _resolve_state_dict(weights, spec)
+    if state is None:
+        _warn_random_once()
+    else:
+        try:
+            codec.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"weights: {str(weights)!r} does not fit the {spec.id} codec: {err}") from None
+    codec.update(force=True)
+    return codec.eval()
 
 
 def from_compressai(model: CompressionModel | torch.nn.Module, backbone_id: str = "custom") -> FeatureExtractor:

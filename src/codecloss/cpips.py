@@ -91,12 +91,13 @@ def load_head(path: str | os.PathLike) -> dict[str, Any]:
 def _resolve_head_file(heads: HeadsArg) -> Path:
     if _looks_like_path(heads):
         return Path(heads)
-    import codecloss.weights as registry  # lazy: the registry is optional for uniform heads
+    from codecloss.weights import get_weight_spec, get_weights_file  # lazy: only needed for registry names
 
-    get_weights_file = getattr(registry, "get_weights_file", None)
-    if get_weights_file is None:
-        raise ValueError(f"heads: {heads!r} looks like a registry name but the weight registry is not available; "
-                         "pass 'uniform' or a head file path")
+    spec = get_weight_spec(str(heads))
+    if spec.sha256 is None:
+        raise ValueError(
+            f"heads: registry entry {str(heads)!r} has no full SHA-256; head files must be pinned by their full digest"
+        )
     return Path(get_weights_file(str(heads)))
 
 
@@ -146,7 +147,9 @@ class CPIPS(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(heads, (str, os.PathLike)):
-            raise TypeError(f"heads: expected 'uniform', a head file path or a registry name, got {type(heads).__name__}")
+            raise TypeError(
+                f"heads: expected 'uniform', a head file path or a registry name, got {type(heads).__name__}"
+            )
         if isinstance(layers, (str, Mapping)):
             raise TypeError(f"layers: expected a sequence of tap names, got {layers!r}")
         self.input_range = check_input_range(input_range)
@@ -277,7 +280,7 @@ def as_image_tensor(image: ImageLike, argument: str = "x") -> Tensor:
                 f"{argument}: numpy arrays must be uint8 of shape (H, W, 3) or (N, H, W, 3), got dtype "
                 f"{image.dtype} and shape {image.shape}; for float arrays use torch.from_numpy(a).permute(2, 0, 1)"
             )
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+        tensor = torch.tensor(image, dtype=torch.float32).div_(255.0)  # copies (PIL arrays are read-only)
         return tensor.movedim(-1, -3)
     try:
         from PIL import Image

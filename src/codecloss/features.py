@@ -14,12 +14,12 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from compressai.layers import GDN, AttentionBlock, ResidualBlock, ResidualBlockWithStride
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["TapInfo", "FrozenGDN", "FeatureExtractor", "freeze_analysis_transform"]
 
@@ -51,7 +51,9 @@ class FrozenGDN(nn.Module):
     recomputes the non-negative reparametrisation of beta and gamma on every
     call. For a frozen backbone these are constants, so this layer stores them
     as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
-    with the same operations, in at least float32 (also under autocast).
+    in at least float32 (also under autocast). The channel sum is one matrix product
+    (NHWC rows for channels_last inputs), and a hand-written backward saves only ``x``
+    and the reciprocal norm (first-order gradients only).
     """
 
     def __init__(self, beta: Tensor, gamma: Tensor) -> None:
@@ -70,10 +72,50 @@ class FrozenGDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         dtype = torch.promote_types(x.dtype, torch.float32)
+        channels = self.beta.numel()
         with torch.autocast(x.device.type, enabled=False):
-            xf = x.to(dtype)
-            norm = F.conv2d(xf * xf, self.gamma.to(dtype), self.beta.to(dtype))
-            return (xf * torch.rsqrt(norm)).to(x.dtype)
+            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.reshape(channels, channels).to(dtype))
+        return out.to(x.dtype)
+
+
+def _channel_mix(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``out[:, i] = sum_j matrix[i, j] * x[:, j] (+ bias[i])``: a 1x1 convolution as one matrix product.
+
+    Channels_last inputs are multiplied as (N*H*W, C) rows without a copy and give a channels_last output.
+    """
+    n, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        out = rows @ matrix.t() if bias is None else torch.addmm(bias, rows, matrix.t())
+        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+    out = torch.matmul(matrix, x.reshape(n, c, h * w))
+    if bias is not None:
+        out += bias.view(-1, 1)
+    return out.view(n, -1, h, w)
+
+
+class _GDNFunction(torch.autograd.Function):
+    """GDN with a fused backward; with ``r = (beta + gamma x^2)^(-1/2)``, ``y = x r`` and
+    ``dL/dx = g r - x (gamma^T (g x r^3))``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
+        # Buffers are reused in place: each fresh large tensor costs page faults on CPU.
+        squared = x * x
+        r = _channel_mix(squared, gamma, beta).rsqrt_()
+        if not ctx.needs_input_grad[0]:
+            return r.mul_(x)
+        ctx.save_for_backward(x, r, gamma)
+        return torch.mul(x, r, out=squared)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+        x, r, gamma = ctx.saved_tensors
+        with torch.autocast(x.device.type, enabled=False):
+            u = grad * r
+            t = (u * x).mul_(r).mul_(r)
+            return u.addcmul_(x, _channel_mix(t, gamma.t()), value=-1.0), None, None
 
 
 def freeze_analysis_transform(g_a: nn.Module) -> nn.Module:

@@ -82,7 +82,7 @@ def content_loss(fx: Tensor, fy: Tensor, kind: str = "l2") -> Tensor:
         return (normalize_channels(fx) - normalize_channels(fy)).pow(2).sum(dim=1).mean(dim=(1, 2))
     diff = _at_least_float32(fx) - _at_least_float32(fy)
     per_element = diff.pow(2) if kind == "l2" else diff.abs()
-    return per_element.flatten(1).mean(dim=1)
+    return per_element.mean(dim=tuple(range(1, per_element.dim())))  # no copy for channels_last maps
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -100,8 +100,14 @@ def gram_matrix(features: Tensor) -> Tensor:
     """
     n, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        flat = _at_least_float32(features).reshape(n, c, h * w)
-        return torch.baddbmm(flat.new_zeros(()), flat, flat.transpose(1, 2), beta=0.0, alpha=1.0 / (c * h * w))
+        features = _at_least_float32(features)
+        if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+            rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # channels_last: a view, no copy
+            left, right = rows.transpose(1, 2), rows
+        else:
+            flat = features.reshape(n, c, h * w)
+            left, right = flat, flat.transpose(1, 2)
+        return torch.baddbmm(left.new_zeros(()), left, right, beta=0.0, alpha=1.0 / (c * h * w))
 
 
 def style_loss(fx: Tensor, fy: Tensor) -> Tensor:

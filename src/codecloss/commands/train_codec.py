@@ -15,7 +15,9 @@ import ctypes.util
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ DEFAULT_DATA_DIRS = (
     "../shared/data/natural/sun_hays80",
 )
 DEFAULT_VAL_DIR = "../shared/data/natural/bsds500/val"
+DEFAULT_REFERENCE_DIR = "../shared/data/reference/compressai_kodak_rd/kodak"
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", default=False, help="continue from OUT/checkpoint.pt")
     p.add_argument("--export-g-a", metavar="PATH", default=None, help="export g_a of OUT's checkpoint to PATH and exit")
     p.add_argument("--export-codec", metavar="PATH", default=None, help="export the full updated codec to PATH and exit")
+    p.add_argument(
+        "--eval-rd", metavar="DIR", default=None,
+        help="evaluate OUT's checkpoint on DIR with real bitstreams vs Pillow JPEG and published CompressAI "
+        "curves; writes OUT/rd.json, OUT/rd.md, OUT/rd.png and exits",
+    )
+    p.add_argument("--eval-images", type=int, default=None, metavar="K", help="with --eval-rd: only the first K images")
+    p.add_argument(
+        "--reference-dir", default=DEFAULT_REFERENCE_DIR, metavar="DIR",
+        help=f"with --eval-rd: CompressAI results JSON folder ('none': skip) (default {DEFAULT_REFERENCE_DIR})",
+    )
     p.add_argument("--json", action="store_true", default=False, help="print the result as JSON")
     p.add_argument(
         "--data", dest="data_dirs", nargs="+", metavar="DIR",
@@ -149,15 +162,50 @@ def run(args: argparse.Namespace) -> int:
         for info in results:
             print(json.dumps(info._asdict()) if args.json else f"{info.path}  sha256={info.sha256}  size={info.size}")
         return 0
+    if args.eval_rd:
+        return _eval_rd(args)
     config, resuming = _config_from_args(args)
-    summary = codec.train(config, resume=resuming)
+    keep_freed_memory()
+    # SIGTERM (plain `kill PID`) stops after the current step with a checkpoint at that step
+    stop_requested: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+    try:
+        summary = codec.train(config, resume=resuming, should_stop=lambda: bool(stop_requested))
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(json.dumps(summary))
     else:
         last, val = summary["last"] or {}, summary["val"] or {}
         print(
-            f"step {summary['step']}  checkpoint {summary['checkpoint']}  "
+            ("stopped at " if summary["stopped"] else "")
+            + f"step {summary['step']}  checkpoint {summary['checkpoint']}  "
             f"train psnr {last.get('psnr', float('nan')):.2f} bpp {last.get('bpp', float('nan')):.4f}  "
             f"val psnr {val.get('psnr', float('nan')):.2f} bpp {val.get('bpp', float('nan')):.4f}"
         )
+    return 0
+
+
+def _eval_rd(args: argparse.Namespace) -> int:
+    from codecloss.train import codec, rd
+
+    model = codec.load_model(args.out)
+    reference_dir = None if args.reference_dir.lower() == "none" else args.reference_dir
+    if reference_dir is not None and not Path(reference_dir).is_dir():
+        logger.warning("reference folder %s not found; published curves skipped", reference_dir)
+        reference_dir = None
+    result = rd.evaluate_rd(
+        model, args.eval_rd, name=Path(args.out).name, max_images=args.eval_images,
+        reference_dir=reference_dir, progress=getattr(args, "progress", True),
+    )
+    out = Path(args.out)
+    (out / "rd.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    text = rd.rd_markdown(result)
+    (out / "rd.md").write_text(text, encoding="utf-8")
+    rd.plot_rd(result, out / "rd.png")
+    print(json.dumps({k: result[k] for k in ("name", "images", "comparison")} | {"points": [
+        {k: v for k, v in p.items() if k != "per_image"} for p in result["points"]]}) if args.json else text)
     return 0

@@ -24,9 +24,9 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ __all__ = [
     "export_codec",
     "load_checkpoint",
     "load_config",
+    "load_model",
     "train",
 ]
 
@@ -443,7 +444,9 @@ def _steps(start: int, stop: int, config: TrainConfig) -> Iterator[int]:
     return iter(tqdm(range(start, stop), initial=start, total=stop, disable=disable, desc="train-codec"))
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig, resume: bool = False, should_stop: Callable[[], bool] | None = None
+) -> dict[str, Any]:
     """Train (or resume) a codec; returns a summary of the last step and validation.
 
     Args:
@@ -451,10 +454,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             the checkpoint; every other field (``steps``, ``lr_drop_step``, ...) is taken from
             ``config``, so ``steps`` can be raised to train further.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (otherwise start fresh).
+        should_stop: polled after every step; when it returns True the run writes a checkpoint
+            at the current step and returns (``stopped`` is then True). The CLI sets it from SIGTERM.
 
     Returns:
         dict with ``step``, ``checkpoint`` (path), ``last`` (last training log record or None),
-        ``val`` (last validation record or None) and ``steps_per_sec`` (this session).
+        ``val`` (last validation record or None), ``stopped`` and ``steps_per_sec`` (this session).
 
     Example:
         >>> train(TrainConfig(data_dirs=["imgs"], out_dir="runs/t", steps=3, crop=32))  # doctest: +SKIP
@@ -528,6 +533,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     window = _Window()
     last: dict[str, Any] | None = None
     val: dict[str, Any] | None = None
+    stopped = False
     num_pixels = config.batch_size * config.crop * config.crop
     for step_index in _steps(step, config.steps, config):
         lr = config.lr_at(step_index)
@@ -571,8 +577,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             val = {"step": step, "val": True, **_validate(model, val_images), "elapsed": round(elapsed, 2)}
             _append_log(log_path, val)
             logger.info("step %d validation: bpp %.4f psnr %.2f", step, val["bpp"], val["psnr"])
-        if step % config.ckpt_every == 0 or step == config.steps:
+        stopped = should_stop is not None and should_stop()
+        if step % config.ckpt_every == 0 or step == config.steps or stopped:
             save()
+        if stopped:
+            logger.warning("stop requested: checkpoint written at step %d", step)
+            break
     if step == start_step and not ckpt_path.is_file():
         save()
     session = time.perf_counter() - t0
@@ -582,6 +592,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "checkpoint": str(ckpt_path),
         "last": last,
         "val": val,
+        "stopped": stopped,
         "steps_per_sec": done / session if done and session > 0 else None,
     }
 
@@ -605,12 +616,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _model_from_checkpoint(checkpoint_path: str | os.PathLike[str]) -> tuple[nn.Module, TrainConfig]:
+def load_model(checkpoint_path: str | os.PathLike[str]) -> nn.Module:
+    """The codec of a training checkpoint (or of a run's out_dir), in eval mode.
+
+    Example:
+        >>> model = load_model("runs/default")  # doctest: +SKIP
+    """
     ckpt = load_checkpoint(checkpoint_path)
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config.arch, config.N, config.M)
     model.load_state_dict(ckpt["model"])
-    return model.eval(), config
+    return model.eval()
 
 
 def _save_export(state: dict[str, torch.Tensor], out_path: str | os.PathLike[str]) -> ExportInfo:
@@ -638,7 +654,7 @@ def export_analysis_transform(
     Example:
         >>> info = export_analysis_transform("runs/default", "g_a.pt")  # doctest: +SKIP
     """
-    model, _ = _model_from_checkpoint(checkpoint_path)
+    model = load_model(checkpoint_path)
     prefix = "g_a."
     state = {
         (key if keep_prefix else key[len(prefix):]): value.detach().to(torch.float32).clone()
@@ -659,7 +675,7 @@ def export_codec(checkpoint_path: str | os.PathLike[str], out_path: str | os.Pat
     Example:
         >>> info = export_codec("runs/default", "codec.pt")  # doctest: +SKIP
     """
-    model, _ = _model_from_checkpoint(checkpoint_path)
+    model = load_model(checkpoint_path)
     model.update(force=True)
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     return _save_export(state, out_path)

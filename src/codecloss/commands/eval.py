@@ -1,0 +1,135 @@
+"""``codecloss eval bapps|mos|sanity``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
+
+Examples::
+
+    codecloss eval bapps --root dataset --weights runs/default/g_a.pt --plot bapps.png
+    codecloss eval mos --layout tid2013 --root data/tid2013 --json
+    codecloss eval sanity --weights runs/default/g_a.pt none --images 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from codecloss.commands.metric import add_cpips_arguments
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KODAK = "../shared/data/eval/kodak"
+DEFAULT_CSIQ_SUBSET = "../shared/data/iqa/csiq_1600_subset"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    add_cpips_arguments(p, several_weights=True)
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", help="CPIPS rows only")
+    p.add_argument("--json", action="store_true", help="print the tables as JSON")
+    p.add_argument("--plot", metavar="PATH", help="also write a PNG bar chart")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand and its ``bapps``, ``mos`` and ``sanity`` modes."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks)",
+        description="Evaluate CPIPS next to PSNR, SSIM, MS-SSIM (piq) and, when their weights are in the "
+                    "torch hub cache, piq's LPIPS and DISTS, in one table.",
+    )
+    modes = p.add_subparsers(dest="mode", metavar="MODE", required=True)
+
+    b = modes.add_parser("bapps", help="BAPPS 2AFC score and JND mAP per category",
+                         description="2AFC score per category and JND mAP on the official BAPPS layout "
+                                     "(ROOT/2afc/<split>/<category>/, ROOT/jnd/val/<category>/).")
+    b.add_argument("--root", required=True, help="BAPPS root (holding 2afc/ and/or jnd/)")
+    b.add_argument("--split", default="val", help="split folder (default val)")
+    b.add_argument("--categories", nargs="+", help="category folders (default: all present)")
+    b.add_argument("--modes", nargs="+", choices=("2afc", "jnd"), default=["2afc", "jnd"], help="what to score")
+    b.add_argument("--batch-size", type=int, default=50, help="patches per forward (default 50)")
+    b.add_argument("--num-workers", type=int, default=0, help="image-decoding workers (default 0)")
+    b.add_argument("--limit", type=int, help="only the first N items per category (quick look)")
+    _add_common(b)
+    b.set_defaults(func=run_bapps)
+
+    m = modes.add_parser("mos", help="SRCC / PLCC / KRCC on TID2013, KADID-10k, CSIQ or LIVE",
+                         description="Correlation with subjective scores; see docs/metric.md for the layouts.")
+    m.add_argument("--layout", required=True, choices=("tid2013", "kadid10k", "csiq", "live"), help="dataset layout")
+    m.add_argument("--root", required=True, help="dataset folder")
+    m.add_argument("--limit", type=int, help="only the first N images (quick look)")
+    _add_common(m)
+    m.set_defaults(func=run_mos)
+
+    s = modes.add_parser("sanity", help="ordering of synthetic distortion levels and of a DMOS subset",
+                         description="Sanity checks (not human agreement): the fraction of level pairs of five "
+                                     "synthetic distortions ordered correctly on clean images, and the ordering "
+                                     "vs DMOS within each distortion type of a CSIQ subset.")
+    s.add_argument("--root", default=DEFAULT_KODAK, help=f"clean images (default {DEFAULT_KODAK})")
+    s.add_argument("--csiq", default=DEFAULT_CSIQ_SUBSET,
+                   help=f"DMOS subset folder with example.json, or 'none' (default {DEFAULT_CSIQ_SUBSET})")
+    s.add_argument("--images", type=int, default=6, help="first N images (default 6)")
+    s.add_argument("--crop", type=int, default=256, help="centre crop side, 0 for full images (default 256)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    _add_common(s)
+    s.set_defaults(func=run_sanity)
+
+
+def _scorers(args: argparse.Namespace) -> list[Any]:
+    from codecloss.evaluate.scorers import build_scorers
+
+    configs = []
+    for weights in args.weights:
+        label = "random init" if weights is None else Path(weights).name if os.sep in str(weights) else weights
+        name = "CPIPS" if len(args.weights) == 1 else f"CPIPS [{label}]"
+        configs.append({"name": name, "backbone": args.backbone, "weights": weights, "heads": args.heads,
+                        "layers": args.layers})
+    return build_scorers(configs, baselines=args.baselines, device=args.device)
+
+
+def _output(args: argparse.Namespace, tables: list[Any]) -> int:
+    settings = {"backbone": args.backbone, "weights": args.weights, "heads": args.heads, "layers": args.layers}
+    if args.json:
+        print(json.dumps({"settings": settings, "tables": [t.to_dict() for t in tables]}, indent=2))
+    else:
+        print(f"CPIPS settings: {settings}")
+        for table in tables:
+            print()
+            print(table.format())
+    if args.plot:
+        from codecloss.evaluate.report import plot_tables
+
+        path = plot_tables(tables, args.plot)
+        logger.info("wrote %s", path)
+    return 0
+
+
+def run_bapps(args: argparse.Namespace) -> int:
+    """``codecloss eval bapps``."""
+    from codecloss.evaluate.bapps import evaluate_bapps
+
+    tables = evaluate_bapps(args.root, _scorers(args), modes=args.modes, split=args.split,
+                            categories=args.categories, batch_size=args.batch_size, num_workers=args.num_workers,
+                            limit=args.limit, progress=args.progress)
+    return _output(args, tables)
+
+
+def run_mos(args: argparse.Namespace) -> int:
+    """``codecloss eval mos``."""
+    from codecloss.evaluate.mos import evaluate_mos
+
+    return _output(args, [evaluate_mos(args.layout, args.root, _scorers(args), limit=args.limit,
+                                       progress=args.progress)])
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    """``codecloss eval sanity``."""
+    from codecloss.evaluate.sanity import evaluate_ordered_subset, evaluate_synthetic
+
+    scorers = _scorers(args)
+    tables = [evaluate_synthetic(args.root, scorers, images=args.images, crop=args.crop or None, seed=args.seed)]
+    if args.csiq.lower() != "none":
+        tables.append(evaluate_ordered_subset(args.csiq, scorers))
+    return _output(args, tables)

@@ -1,0 +1,37 @@
+"""Evaluation harness: BAPPS 2AFC/JND, MOS correlations and sanity checks, with baselines in the same table.
+
+Modules: :mod:`~codecloss.evaluate.scorers` (CPIPS and baselines as distances),
+:mod:`~codecloss.evaluate.bapps`, :mod:`~codecloss.evaluate.mos`,
+:mod:`~codecloss.evaluate.sanity`, :mod:`~codecloss.evaluate.report` (tables, JSON, plots).
+
+Example:
+    >>> from codecloss.evaluate import build_scorers, evaluate_bapps
+    >>> tables = evaluate_bapps("dataset", build_scorers([{"weights": None}]))  # doctest: +SKIP
+    >>> print(tables[0].format())  # doctest: +SKIP
+"""
+
+from codecloss.evaluate.bapps import evaluate_2afc, evaluate_bapps, evaluate_jnd, score_2afc, score_jnd
+from codecloss.evaluate.mos import correlations, evaluate_mos
+from codecloss.evaluate.report import Row, Table, plot_tables
+from codecloss.evaluate.sanity import evaluate_ordered_subset, evaluate_synthetic
+from codecloss.evaluate.scorers import Scorer, Skipped, baseline_scorers, build_scorers, cpips_scorer
+
+__all__ = [
+    "Row",
+    "Scorer",
+    "Skipped",
+    "Table",
+    "baseline_scorers",
+    "build_scorers",
+    "correlations",
+    "cpips_scorer",
+    "evaluate_2afc",
+    "evaluate_bapps",
+    "evaluate_jnd",
+    "evaluate_mos",
+    "evaluate_ordered_subset",
+    "evaluate_synthetic",
+    "plot_tables",
+    "score_2afc",
+    "score_jnd",
+]

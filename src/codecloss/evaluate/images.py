@@ -1,0 +1,43 @@
+"""Reading image files for the metric CLI and the evaluation harness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import Tensor
+
+from codecloss.cpips import as_image_tensor
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image"]
+
+#: File suffixes treated as images (case-insensitive).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """Decode an image file to a (3, H, W) float32 tensor in [0, 1] (``convert("RGB")``, uint8 / 255).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file {str(path)!r}")
+    try:
+        with Image.open(path) as image:
+            return as_image_tensor(image, str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Image files directly inside ``folder``, by file name, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such folder {str(folder)!r}")
+    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return {p.name: p for p in sorted(files)}

@@ -1,0 +1,204 @@
+"""Metrics compared by the evaluation harness: CPIPS and the baselines, as distances.
+
+Every scorer maps two image batches (N, 3, H, W) in [0, 1] to (N,) *distances*
+(lower = more similar): similarity metrics (PSNR, SSIM, MS-SSIM) are negated.
+Baselines come from ``piq``; piq's LPIPS and DISTS are used only when their
+weights are already in the torch hub cache, never downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codecloss.cpips import CPIPS
+
+__all__ = [
+    "BASELINES",
+    "DistanceCollector",
+    "MetricUnavailable",
+    "Scorer",
+    "Skipped",
+    "ScorerOrSkipped",
+    "baseline_scorers",
+    "build_scorers",
+    "cpips_scorer",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Baseline names in table order.
+BASELINES = ("PSNR", "SSIM", "MS-SSIM", "LPIPS (piq)", "DISTS (piq)")
+
+_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, which piq's LPIPS and DISTS load
+_MS_SSIM_MIN_SIDE = 161  # piq: min side must exceed (kernel_size - 1) * 2 ** (scales - 1) = 160
+
+
+class MetricUnavailable(RuntimeError):
+    """A scorer cannot score these inputs (e.g. images too small); the harness reports it as skipped."""
+
+
+@dataclass
+class Scorer:
+    """A named distance between image batches.
+
+    Attributes:
+        name: row name in result tables.
+        fn: ``fn(x, y) -> (N,)`` raw scores for (N, 3, H, W) images in [0, 1].
+        higher_is_better: ``fn`` is a similarity (negated by :meth:`distance`).
+        device: where inputs are moved before ``fn``.
+    """
+
+    name: str
+    fn: Callable[[Tensor, Tensor], Tensor]
+    higher_is_better: bool = False
+    device: str | torch.device = "cpu"
+
+    def distance(self, x: Tensor, y: Tensor) -> Tensor:
+        """(N,) float64 CPU distances, lower = more similar."""
+        with torch.no_grad():
+            scores = self.fn(x.to(self.device), y.to(self.device)).detach().double().flatten().cpu()
+        return -scores if self.higher_is_better else scores
+
+
+@dataclass
+class Skipped:
+    """A metric that could not be built here, with the reason shown in result tables."""
+
+    name: str
+    reason: str
+
+
+ScorerOrSkipped = Union[Scorer, Skipped]
+
+
+def cpips_scorer(name: str = "CPIPS", device: str | torch.device = "cpu", **cpips_kwargs: Any) -> Scorer:
+    """A frozen :class:`~codecloss.CPIPS` as a scorer.
+
+    Args:
+        name: row name.
+        device: device of the model.
+        **cpips_kwargs: :class:`~codecloss.CPIPS` arguments (backbone, weights, heads, layers).
+
+    Example:
+        >>> scorer = cpips_scorer(backbone="bmshj2018-factorized-mse-q1", weights=None)  # doctest: +SKIP
+    """
+    model = CPIPS(**cpips_kwargs).to(device).requires_grad_(False).eval()
+    return Scorer(name, model, higher_is_better=False, device=device)
+
+
+def _ms_ssim(x: Tensor, y: Tensor) -> Tensor:
+    import piq
+
+    if min(x.shape[-2:]) < _MS_SSIM_MIN_SIDE:
+        raise MetricUnavailable(
+            f"images of {tuple(x.shape[-2:])} are too small for 5-scale MS-SSIM (needs sides >= {_MS_SSIM_MIN_SIDE})"
+        )
+    return piq.multi_scale_ssim(x.clamp(0, 1), y.clamp(0, 1), data_range=1.0, reduction="none")
+
+
+def _hub_file(name: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def _piq_network(name: str, factory: Callable[[], Any], weights_url: str, device: str | torch.device) -> ScorerOrSkipped:
+    needed = [_hub_file(_VGG16_FILE), _hub_file(weights_url.rsplit("/", 1)[-1])]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        return Skipped(name, f"weights not available (not in the torch hub cache: {', '.join(missing)})")
+    try:
+        model = factory().to(device).eval()
+    except Exception as err:  # piq/torchvision API differences: report, do not fail the run
+        return Skipped(name, f"could not be built: {err}")
+    return Scorer(name, lambda x, y: model(x.clamp(0, 1), y.clamp(0, 1)), device=device)
+
+
+def baseline_scorers(device: str | torch.device = "cpu") -> list[ScorerOrSkipped]:
+    """PSNR, SSIM, MS-SSIM (piq) and piq's LPIPS / DISTS when their weights are cached locally.
+
+    Returns:
+        One entry per name in :data:`BASELINES`, a :class:`Skipped` where unavailable.
+    """
+    import piq
+
+    def psnr(x: Tensor, y: Tensor) -> Tensor:
+        return piq.psnr(x.clamp(0, 1), y.clamp(0, 1), data_range=1.0, reduction="none")
+
+    def ssim(x: Tensor, y: Tensor) -> Tensor:
+        return piq.ssim(x.clamp(0, 1), y.clamp(0, 1), data_range=1.0, reduction="none")
+
+    return [
+        Scorer("PSNR", psnr, higher_is_better=True, device=device),
+        Scorer("SSIM", ssim, higher_is_better=True, device=device),
+        Scorer("MS-SSIM", _ms_ssim, higher_is_better=True, device=device),
+        _piq_network("LPIPS (piq)", lambda: piq.LPIPS(reduction="none"), piq.LPIPS._weights_url, device),
+        _piq_network("DISTS (piq)", lambda: piq.DISTS(reduction="none"), piq.DISTS._weights_url, device),
+    ]
+
+
+def build_scorers(
+    cpips_configs: Sequence[Mapping[str, Any]] = ({},),
+    baselines: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[ScorerOrSkipped]:
+    """CPIPS scorers (one per config) followed by the baselines.
+
+    Args:
+        cpips_configs: keyword arguments of :func:`cpips_scorer` per CPIPS row (``name`` included).
+        baselines: add :func:`baseline_scorers`.
+        device: device for every scorer.
+
+    Returns:
+        Scorers in table order.
+    """
+    scorers: list[ScorerOrSkipped] = [cpips_scorer(device=device, **config) for config in cpips_configs]
+    names = [s.name for s in scorers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"cpips_configs: row names must be unique, got {names}")
+    return scorers + (baseline_scorers(device) if baselines else [])
+
+
+class DistanceCollector:
+    """Accumulates each scorer's distances under named keys (e.g. ``"d0"``, ``"d1"``).
+
+    A scorer that raises :class:`MetricUnavailable` is marked skipped with its reason and
+    not called again; :class:`Skipped` entries start skipped.
+
+    Example:
+        >>> collector = DistanceCollector(baseline_scorers()[:1])
+        >>> collector.add("d", torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+        >>> collector.get("PSNR", "d").shape
+        (2,)
+    """
+
+    def __init__(self, scorers: Sequence[ScorerOrSkipped]) -> None:
+        self.names = [s.name for s in scorers]
+        self._scorers = [s for s in scorers if isinstance(s, Scorer)]
+        self.skipped: dict[str, str] = {s.name: f"skipped: {s.reason}" for s in scorers if isinstance(s, Skipped)}
+        self._values: dict[tuple[str, str], list[Tensor]] = {}
+
+    def add(self, key: str, x: Tensor, y: Tensor) -> None:
+        """Score one batch pair with every active scorer and append the distances under ``key``."""
+        for scorer in self._scorers:
+            if scorer.name in self.skipped:
+                continue
+            try:
+                distances = scorer.distance(x, y)
+            except MetricUnavailable as err:
+                logger.info("%s skipped: %s", scorer.name, err)
+                self.skipped[scorer.name] = f"skipped: {err}"
+                continue
+            self._values.setdefault((scorer.name, key), []).append(distances)
+
+    def get(self, name: str, key: str) -> "np.ndarray | None":
+        """All distances of scorer ``name`` under ``key`` (float64), or ``None`` if it was skipped."""
+        if name in self.skipped:
+            return None
+        parts = self._values.get((name, key), [])
+        return torch.cat(parts).numpy() if parts else np.zeros(0)
