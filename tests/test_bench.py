@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 import io
@@ -11,14 +12,14 @@ import urllib.request
 import pytest
 import torch
 
-from codecloss import DEFAULT_BACKBONE, bench
+from codecloss import DEFAULT_BACKBONE, CodecPerceptualLoss, FeatureExtractor, bench
 from codecloss.bench import measure
 from codecloss.bench.runner import Cell, run_cells
 from codecloss.cli import main
 
 CODECS = (DEFAULT_BACKBONE, "bmshj2018-hyperprior-mse-q3")
 TINY = dict(batches=(1,), resolutions=(32,), reps=1, warmup=0, threads=1)
-FIXED_LOSSES = ("piq-lpips", "piq-dists", "piq-content", "piq-style", "lpips-vgg", "lpips-alex")
+FIXED_LOSSES = ("piq-lpips", "piq-dists", "piq-content", "piq-style", "lpips-vgg", "lpips-alex", "compressai-plain")
 HAS_LPIPS = importlib.util.find_spec("lpips") is not None
 
 
@@ -49,9 +50,9 @@ def test_every_network_kind_runs(result: bench.BenchResult) -> None:
             assert record.status == "ok", (network, mode, record.status)
             assert record.time_median_ms > 0 and record.gflop > 0 and record.params > 0
             assert record.reps == len(record.times_ms) == 1
-            assert record.kind in {"codec", "torchvision", "piq", "lpips"}
+            assert record.kind in {"codec", "torchvision", "piq", "lpips", "compressai"}
     kinds = {r.kind for r in result.records if r.status == "ok"}
-    assert {"codec", "torchvision", "piq"} <= kinds
+    assert {"codec", "torchvision", "piq", "compressai"} <= kinds
 
 
 def test_backward_costs_more_flops_than_forward(result: bench.BenchResult) -> None:
@@ -195,3 +196,11 @@ def test_cli_tiny_run_with_json(tmp_path, capsys: pytest.CaptureFixture[str]) ->
 def test_cli_rejects_unknown_network(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--networks", "vgg99", "--no-progress"]) == 2
     assert "vgg99" in capsys.readouterr().err
+
+
+def test_plain_compressai_computes_the_same_loss_as_the_codec_path() -> None:
+    """``compressai-plain`` (hooks on CompressAI's g_a) and the codecloss backbone agree on equal weights."""
+    plain = bench.build_network("compressai-plain")
+    ours = CodecPerceptualLoss(FeatureExtractor(copy.deepcopy(plain.module.g_a), backbone_id="same-weights"))
+    x, y = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    torch.testing.assert_close(plain.content(x, y), ours(x, y), rtol=1e-4, atol=1e-6)

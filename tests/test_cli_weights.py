@@ -8,6 +8,7 @@ import json
 import pytest
 from weights_server import entry, weights_env, weights_server  # noqa: F401
 
+from codecloss import DEFAULT_BACKBONE
 from codecloss.cli import main
 from codecloss.weights import register_weights
 
@@ -54,8 +55,9 @@ def test_fetch_exit_codes(served, capsys):
 
 
 def test_verify_and_path(served, weights_env, capsys):
-    assert main(["weights", "verify"]) == 0
-    assert "nothing cached" in capsys.readouterr().out
+    assert main(["weights", "verify"]) == 0  # an empty cache: only the shipped default is checked
+    out = capsys.readouterr().out
+    assert f"{DEFAULT_BACKBONE}: ok (sha256)" in out and "cli-w" not in out
     assert main(["weights", "verify", "cli-w"]) == 1  # named but not cached
     assert main(["weights", "path", "cli-w"]) == 1
     main(["weights", "fetch", "cli-w", "--no-progress"])

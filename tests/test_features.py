@@ -104,6 +104,25 @@ def test_frozen_gdn_replaces_every_forward_gdn_and_leaves_source_untouched() -> 
     assert all(p.requires_grad for p in codec.g_a.parameters())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frozen_gdn_gradient_equals_compressai(channels_last: bool) -> None:
+    """The hand-written backward matches autograd through CompressAI's GDN (float64), and gradcheck passes."""
+    gdn = GDN(6).double()
+    with torch.no_grad():  # non-trivial beta/gamma
+        gdn.beta.add_(torch.rand(6, dtype=torch.float64))
+        gdn.gamma.add_(0.1 * torch.rand(6, 6, dtype=torch.float64))
+    frozen = FrozenGDN.from_gdn(gdn)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    frozen(ours).backward(grad_out)
+    gdn(theirs).backward(grad_out)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(frozen, (x.clone().requires_grad_(True),))
+
+
 def test_frozen_gdn_rejects_inverse_gdn() -> None:
     with pytest.raises(TypeError, match="gdn"):
         FrozenGDN.from_gdn(GDN(8, inverse=True))

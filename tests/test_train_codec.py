@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,7 @@ from codecloss.train.codec import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_pngs(folder: Path, count: int, seed: int, size: tuple[int, int] = (48, 40)) -> Path:
@@ -231,6 +227,14 @@ def test_cli_train_resume_export(images, tmp_path, capsys):
     assert rd_summary["images"] == ["img0.png", "img1.png", "img2.png"]
     assert rd_summary["points"][0]["bpp"] > 0 and math.isfinite(rd_summary["points"][0]["psnr"])
     assert {"rd.json", "rd.md", "rd.png"} <= {p.name for p in out.iterdir()}
+    # a second rate point: the run continued at another lambda in its own folder
+    other = tmp_path / "run-lambda2"
+    shutil.copytree(out, other)
+    assert cli.main(["train-codec", "--out", str(other), "--resume", "--steps", "4", "--lmbda", "0.05"]) == 0
+    capsys.readouterr()
+    assert cli.main(rd_args + ["--rd-runs", str(other)]) == 0
+    rd_two = json.loads(capsys.readouterr().out.strip())
+    assert len(rd_two["points"]) == 2 and rd_two["comparison"]["method"] == "bd-rate"
     bad = ["train-codec", "--out", str(tmp_path / "bad"), "--data", str(images), "--crop", "40", "--steps", "1"]
     assert cli.main(bad) == 2
     assert "crop" in capsys.readouterr().err

@@ -17,7 +17,8 @@ def loss() -> CodecPerceptualLoss:
 @pytest.mark.parametrize(
     ("x", "y", "error", "pattern"),
     [
-        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48), ValueError, r"x and y: expected the same shape.*\(1, 3, 32, 32\).*\(1, 3, 32, 48\)"),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48), ValueError, r"x and y: .*same size.*\(32, 32\).*\(32, 48\).*resize or crop"),
+        (torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32), ValueError, r"x and y: expected the same shape.*\(1, 3, 32, 32\).*\(2, 3, 32, 32\)"),
         (torch.rand(2, 1, 3, 32, 32), torch.rand(2, 1, 3, 32, 32), ValueError, r"x: expected shape \(N, 3, H, W\).*got \(2, 1, 3, 32, 32\)"),
         (torch.rand(32, 32), torch.rand(32, 32), ValueError, r"x: expected shape"),
         (torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32), ValueError, r"x: expected 3 channels.*allow_grayscale=True.*got 4"),

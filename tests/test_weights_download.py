@@ -60,8 +60,9 @@ def test_download_verifies_and_loads_into_loss(weights_server, weights_env, smal
 
 def test_default_resolves_flagged_entry(weights_server, small_checkpoint):
     body, state = small_checkpoint
-    _register(weights_server, "test-small-default", body, backbone=BACKBONE, default=True)
-    got = registered_state_dict("default", BACKBONE)
+    zoo_backbone = "bmshj2018-factorized-mse-q1"  # its zoo entry is not flagged: the flagged one wins
+    _register(weights_server, "test-small-default", body, backbone=zoo_backbone, default=True)
+    got = registered_state_dict("default", zoo_backbone)
     assert torch.equal(got["g_a.0.weight"], state["g_a.0.weight"])
 
 

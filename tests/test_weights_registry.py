@@ -173,7 +173,7 @@ def test_shipped_asset_is_verified_and_never_downloaded(tmp_path, monkeypatch):
     (assets / "small.pt").write_bytes(body)
     monkeypatch.setattr(cache_module, "assets_dir", lambda: assets)
     spec = WeightSpec.for_backbone("codecloss-small-mse", asset="small.pt", sha256=hashlib.sha256(body).hexdigest())
-    register_weights(spec)  # what adding an entry to registry.SHIPPED does
+    register_weights(spec, replace=True)  # what an entry in registry.SHIPPED does (this test's registry copy)
     assert get_weight_spec("default", "codecloss-small-mse") == spec
     assert get_weights_file("default", "codecloss-small-mse") == assets / "small.pt"
     assert not cache_dir().exists()

@@ -82,6 +82,11 @@ def check_pair(x: Tensor, y: Tensor, **kwargs: object) -> tuple[Tensor, Tensor]:
     """Check two image batches of the same shape; see :func:`check_image` for ``kwargs``."""
     x = check_image(x, "x", **kwargs)  # type: ignore[arg-type]
     y = check_image(y, "y", **kwargs)  # type: ignore[arg-type]
+    if x.shape[-2:] != y.shape[-2:]:
+        raise ValueError(
+            f"x and y: images must have the same size, got {tuple(x.shape[-2:])} and {tuple(y.shape[-2:])} "
+            "(H, W); resize or crop one of them to match"
+        )
     if x.shape != y.shape:
         raise ValueError(f"x and y: expected the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     return x, y

@@ -142,7 +142,9 @@ def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
     return list(_random_extractor(backbone).taps)
 
 
-def _looks_like_path(weights: str | os.PathLike) -> bool:
+def is_weights_path(weights: str | os.PathLike) -> bool:
+    """Whether a ``weights=`` value names a file (a path-like, a separator, a checkpoint suffix or an existing file)
+    rather than a registry entry."""
     if isinstance(weights, os.PathLike):
         return True
     return os.sep in weights or weights.endswith((".pth", ".pt", ".tar")) or Path(weights).is_file()
@@ -158,8 +160,8 @@ def _g_a_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def load_codec_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a checkpoint file safely (``weights_only=True``) and return its flat state_dict.
 
-    Accepts CompressAI zoo files, CompressAI training checkpoints (``{"state_dict": ...}``)
-    and codecloss files; applies CompressAI's key renames for old checkpoints.
+    Accepts CompressAI zoo files, CompressAI training checkpoints (``{"state_dict": ...}``),
+    codecloss training checkpoints (``{"model": ...}``) and codecloss exports; applies CompressAI's key renames for old checkpoints.
     """
     path = Path(path)
     if not path.is_file():
@@ -167,8 +169,10 @@ def load_codec_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"weights: {str(path)!r} holds a {type(checkpoint).__name__}, expected a state_dict")
-    if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
-        checkpoint = checkpoint["state_dict"]  # CompressAI training checkpoint
+    for key in ("state_dict", "model"):  # CompressAI / codecloss training checkpoints
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
     if not all(isinstance(v, Tensor) for v in checkpoint.values()):
         raise ValueError(f"weights: {str(path)!r} is not a state_dict of tensors")
     return load_pretrained(dict(checkpoint))  # CompressAI's renames of old keys
@@ -181,7 +185,7 @@ def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Te
         raise TypeError(
             f"weights: expected 'default', a registry name, a file path or None, got {type(weights).__name__}"
         )
-    if _looks_like_path(weights):
+    if is_weights_path(weights):
         return load_codec_state_dict(weights)
     from codecloss.weights import registered_state_dict
 
@@ -208,8 +212,17 @@ def _warn_random_once() -> None:
         "weights=None: the backbone is randomly initialised; its features are not perceptual. "
         "Use weights='default' for trained weights.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
+
+
+def _codec_and_state(backbone: str, weights: WeightsArg) -> tuple[BackboneSpec, CompressionModel, dict[str, Tensor] | None]:
+    """A fresh codec of ``backbone`` and the resolved state_dict (``None``: random init, warned once)."""
+    spec = get_backbone_spec(backbone)
+    state = _resolve_state_dict(weights, spec)
+    if state is None:
+        _warn_random_once()
+    return spec, spec.build_codec(), state
 
 
 def load_backbone(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "default") -> FeatureExtractor:
@@ -226,12 +239,8 @@ def load_backbone(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "defau
     Example:
         >>> extractor = load_backbone("bmshj2018-factorized-mse-q1", weights=None)  # doctest: +SKIP
     """
-    spec = get_backbone_spec(backbone)
-    codec = spec.build_codec()
-    state = _resolve_state_dict(weights, spec)
-    if state is None:
-        _warn_random_once()
-    else:
+    spec, codec, state = _codec_and_state(backbone, weights)
+    if state is not None:
         _load_g_a(codec.g_a, _g_a_state_dict(state), repr(str(weights)))
         logger.info("loaded %s weights from %s", spec.id, weights)
     return FeatureExtractor(codec.g_a, backbone_id=spec.id)
@@ -253,12 +262,8 @@ def load_codec(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "default"
         >>> codec.decompress(out["strings"], out["shape"])["x_hat"].shape  # doctest: +SKIP
         torch.Size([1, 3, 64, 64])
     """
-    spec = get_backbone_spec(backbone)
-    codec = spec.build_codec()
-    state = _resolve_state_dict(weights, spec)
-    if state is None:
-        _warn_random_once()
-    else:
+    spec, codec, state = _codec_and_state(backbone, weights)
+    if state is not None:
         try:
             codec.load_state_dict(state)
         except RuntimeError as err:

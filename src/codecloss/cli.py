@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-from codecloss import __version__
+from codecloss import WeightsError, __version__
 
 #: Subcommand modules under ``codecloss.commands``, in ``--help`` order.
 COMMANDS: tuple[str, ...] = ("train_codec", "metric", "eval", "train_cpips", "weights", "bench")
@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"codecloss {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except WeightsError as err:
+        print(f"codecloss {args.command}: failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecloss._validate import check_input_range, check_pair, to_unit_range
-from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, _looks_like_path, load_backbone
+from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, is_weights_path, load_backbone
 from codecloss.features import FeatureExtractor
-from codecloss.losses import _layer_weights, normalize_channels
+from codecloss.losses import resolve_layer_weights, normalize_channels
 
 __all__ = ["CPIPS", "HEAD_FORMAT", "ImageLike", "as_image_tensor", "clear_metric_cache", "load_head", "metric"]
 
@@ -89,7 +89,7 @@ def load_head(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _resolve_head_file(heads: HeadsArg) -> Path:
-    if _looks_like_path(heads):
+    if is_weights_path(heads):
         return Path(heads)
     from codecloss.weights import get_weight_spec, get_weights_file  # lazy: only needed for registry names
 
@@ -163,7 +163,7 @@ class CPIPS(nn.Module):
         chosen = self.extractor.default_layers if layers is None else list(layers)
         if not chosen:
             raise ValueError("layers: expected at least one tap name, got an empty sequence")
-        self.layers: list[str] = list(_layer_weights("layers", chosen, self.extractor))
+        self.layers: list[str] = list(resolve_layer_weights("layers", chosen, self.extractor))
         self.heads_source = "uniform" if head is None else str(heads)
         self.lin = nn.ModuleDict(
             {tap: nn.Conv2d(self.extractor.tap(tap).channels, 1, kernel_size=1, bias=False) for tap in self.layers}
@@ -219,7 +219,6 @@ class CPIPS(nn.Module):
             (N,) distances, or (N, 1, H, W) maps when ``spatial``; with ``per_layer`` a tuple
             ``(total, {tap: contribution})``.
         """
-        check_same_size(x, y)
         x, y = check_pair(x, y, **self._checks)
         fx, fy = self.features(x), self.features(y)
         parts: OrderedDict[str, Tensor] = OrderedDict()
@@ -238,16 +237,6 @@ class CPIPS(nn.Module):
             f"layers={self.layers}, heads={self.heads_source!r}, input_range={self.input_range}, "
             f"spatial={self.spatial}, per_layer={self.per_layer}"
         )
-
-
-def check_same_size(x: object, y: object) -> None:
-    """Raise ``ValueError`` telling to resize or crop when two image tensors differ in height/width."""
-    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.dim() >= 2 and y.dim() >= 2:
-        if x.shape[-2:] != y.shape[-2:]:
-            raise ValueError(
-                f"x and y: images must have the same size, got {tuple(x.shape[-2:])} and {tuple(y.shape[-2:])} "
-                "(H, W); resize or crop one of them to match"
-            )
 
 
 def as_image_tensor(image: ImageLike, argument: str = "x") -> Tensor:
@@ -366,7 +355,6 @@ def metric(x: ImageLike, y: ImageLike, backbone: str | None = None, **kwargs: An
     reference = xt if isinstance(x, Tensor) or not isinstance(y, Tensor) else yt
     xt = xt.to(reference.device, reference.dtype)
     yt = yt.to(reference.device, reference.dtype)
-    check_same_size(xt, yt)
     key = (backbone, reference.device, reference.dtype, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
 
     def build() -> CPIPS:

@@ -52,8 +52,8 @@ class FrozenGDN(nn.Module):
     call. For a frozen backbone these are constants, so this layer stores them
     as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
     in at least float32 (also under autocast). The channel sum is one matrix product
-    (NHWC rows for channels_last inputs), and a hand-written backward saves only ``x``
-    and the reciprocal norm (first-order gradients only).
+    (NHWC rows for channels_last inputs), and a hand-written backward saves only the output
+    and the norm (first-order gradients only).
     """
 
     def __init__(self, beta: Tensor, gamma: Tensor) -> None:
@@ -95,27 +95,31 @@ def _channel_mix(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tenso
 
 
 class _GDNFunction(torch.autograd.Function):
-    """GDN with a fused backward; with ``r = (beta + gamma x^2)^(-1/2)``, ``y = x r`` and
-    ``dL/dx = g r - x (gamma^T (g x r^3))``."""
+    """GDN with a fused backward; with ``s = (beta + gamma x^2)^(1/2)``, ``y = x / s`` and
+    ``dL/dx = g / s - y s (gamma^T (g y / s^2))``.
+
+    It saves the output ``y`` and ``s``, not the input: the next convolution keeps ``y`` alive
+    anyway, so the input can be freed (one activation less per GDN layer in memory).
+    """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
         # Buffers are reused in place: each fresh large tensor costs page faults on CPU.
         squared = x * x
-        r = _channel_mix(squared, gamma, beta).rsqrt_()
-        if not ctx.needs_input_grad[0]:
-            return r.mul_(x)
-        ctx.save_for_backward(x, r, gamma)
-        return torch.mul(x, r, out=squared)
+        s = _channel_mix(squared, gamma, beta).sqrt_()
+        y = torch.div(x, s, out=squared)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(y, s, gamma)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
-        x, r, gamma = ctx.saved_tensors
-        with torch.autocast(x.device.type, enabled=False):
-            u = grad * r
-            t = (u * x).mul_(r).mul_(r)
-            return u.addcmul_(x, _channel_mix(t, gamma.t()), value=-1.0), None, None
+        y, s, gamma = ctx.saved_tensors
+        with torch.autocast(y.device.type, enabled=False):
+            u = grad / s
+            mixed = _channel_mix((u * y).div_(s), gamma.t())
+            return u.sub_(mixed.mul_(y).mul_(s)), None, None
 
 
 def freeze_analysis_transform(g_a: nn.Module) -> nn.Module:

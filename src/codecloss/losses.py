@@ -135,7 +135,17 @@ def reduce(values: Tensor, reduction: str) -> Tensor:
     return values
 
 
-def _layer_weights(argument: str, layers: LayersArg, extractor: FeatureExtractor) -> dict[str, float]:
+def resolve_layer_weights(argument: str, layers: LayersArg, extractor: FeatureExtractor) -> dict[str, float]:
+    """Validate ``layers`` (tap names or tap -> weight) against ``extractor``; return them in forward order.
+
+    Args:
+        argument: the argument's name, for error messages.
+        layers: a sequence of tap names (weight 1 each) or a mapping tap -> weight >= 0.
+        extractor: the feature extractor whose taps are valid.
+
+    Returns:
+        Ordered ``{tap: weight}``.
+    """
     if isinstance(layers, str):
         raise TypeError(f"{argument}: expected a sequence of tap names or a mapping tap -> weight, got the string {layers!r}")
     weights = dict(layers) if isinstance(layers, Mapping) else {name: 1.0 for name in layers}  # type: ignore[union-attr]
@@ -198,10 +208,10 @@ class CodecPerceptualLoss(nn.Module):
         self.style_weight = float(style_weight)
         self.extractor = backbone if isinstance(backbone, FeatureExtractor) else load_backbone(backbone, weights)
         default = self.extractor.default_layers
-        self.layer_weights = _layer_weights("layers", default if layers is None else layers, self.extractor)
+        self.layer_weights = resolve_layer_weights("layers", default if layers is None else layers, self.extractor)
         if self.style_weight > 0:
             chosen = self.layer_weights if style_layers is None else style_layers
-            self.style_layer_weights = _layer_weights("style_layers", chosen, self.extractor)
+            self.style_layer_weights = resolve_layer_weights("style_layers", chosen, self.extractor)
         else:
             self.style_layer_weights = {}
         self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}

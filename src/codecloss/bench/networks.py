@@ -11,7 +11,9 @@ Every network is a loss ``fn(x, y) -> scalar`` on images in [0, 1]:
 * ``piq-lpips``, ``piq-dists``, ``piq-content``, ``piq-style``: piq's own modules, built without
   downloading (see :func:`_piq_offline`);
 * ``lpips-vgg``, ``lpips-alex``: the ``lpips`` package (when installed) with ``pretrained=False,
-  pnet_rand=True``.
+  pnet_rand=True``;
+* ``compressai-plain``: CompressAI's own ``g_a`` of ``bmshj2018-hyperprior-mse-q3`` tapped with
+  forward hooks, i.e. the codec loss without codecloss's feature path.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from unittest import mock
 import torch
 from torch import Tensor, nn
 
-from codecloss.backbones import DEFAULT_BACKBONE, list_backbones, load_backbone
+from codecloss.backbones import DEFAULT_BACKBONE, get_backbone_spec, list_backbones, load_backbone
 from codecloss.features import FeatureExtractor
-from codecloss.losses import CodecPerceptualLoss
+from codecloss.losses import CodecPerceptualLoss, content_loss
 
 __all__ = [
     "BASELINE",
@@ -54,6 +56,8 @@ _VGG16_TAPS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_
 _VGG19_STYLE = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
 _VGG19_CONTENT = {"relu4_2": 22}
 _ALEXNET_TAPS = {"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11}
+#: Codec whose plain CompressAI ``g_a`` is measured as ``compressai-plain`` (the issue's reference setting).
+_PLAIN_BACKBONE = "bmshj2018-hyperprior-mse-q3"
 
 
 class NetworkUnavailable(RuntimeError):
@@ -128,6 +132,39 @@ def _codec(backbone: str) -> BenchNetwork:
     content = CodecPerceptualLoss(extractor)
     style = CodecPerceptualLoss(extractor, style_weight=1.0)
     return BenchNetwork(backbone, "codec", ", ".join(content.layer_weights), extractor, content, style)
+
+
+class _PlainCompressAILoss(nn.Module):
+    """The same content loss on CompressAI's own, unmodified ``g_a``, tapped with forward hooks.
+
+    This is what a user gets without codecloss's feature path: CompressAI's GDN recomputes its
+    reparametrised beta/gamma on every call and the whole ``g_a`` always runs. Measured beside the
+    codecloss backbone of the same id, it shows what that path saves.
+    """
+
+    def __init__(self, backbone: str) -> None:
+        super().__init__()
+        from compressai.layers import GDN
+
+        self.g_a = get_backbone_spec(backbone).build_codec().g_a
+        self._features: list[Tensor] = []
+        for module in self.g_a:
+            if isinstance(module, GDN):
+                module.register_forward_hook(lambda _m, _i, out: self._features.append(out))
+
+    def _taps(self, x: Tensor) -> list[Tensor]:
+        self._features = []
+        y = self.g_a(x)
+        return [*self._features, y]
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return sum(content_loss(fx, fy).mean() for fx, fy in zip(self._taps(x), self._taps(y)))
+
+
+def _plain_compressai(name: str) -> BenchNetwork:
+    module = _PlainCompressAILoss(_PLAIN_BACKBONE)
+    note = f"CompressAI's own g_a of {_PLAIN_BACKBONE} with forward hooks (no codecloss feature path)"
+    return BenchNetwork(name, "compressai", "gdn1, gdn2, gdn3, y", module, module, None, note)
 
 
 def _random_vgg16(*_args: object, **_kwargs: object) -> nn.Module:
@@ -205,6 +242,7 @@ REFERENCE_NETWORKS: dict[str, Callable[[], BenchNetwork]] = {
     "piq-style": lambda: _piq("piq-style"),
     "lpips-vgg": lambda: _lpips("lpips-vgg"),
     "lpips-alex": lambda: _lpips("lpips-alex"),
+    "compressai-plain": lambda: _plain_compressai("compressai-plain"),
 }
 
 

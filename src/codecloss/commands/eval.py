@@ -1,10 +1,11 @@
-"""``codecloss eval bapps|mos|sanity``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
+"""``codecloss eval bapps|mos|sanity|recovery``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
 
 Examples::
 
     codecloss eval bapps --root dataset --weights runs/default/g_a.pt --plot bapps.png
     codecloss eval mos --layout tid2013 --root data/tid2013 --json
     codecloss eval sanity --weights runs/default/g_a.pt none --images 6
+    codecloss eval recovery --weights default none --images 3 --crop 128 --steps 300
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``eval`` subcommand and its ``bapps``, ``mos`` and ``sanity`` modes."""
+    """Add the ``eval`` subcommand and its ``bapps``, ``mos``, ``sanity`` and ``recovery`` modes."""
     p = subparsers.add_parser(
         "eval",
-        help="evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks)",
+        help="evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks, reference recovery)",
         description="Evaluate CPIPS next to PSNR, SSIM, MS-SSIM (piq) and, when their weights are in the "
                     "torch hub cache, piq's LPIPS and DISTS, in one table.",
     )
@@ -72,21 +73,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"DMOS subset folder with example.json, or 'none' (default {DEFAULT_CSIQ_SUBSET})")
     s.add_argument("--images", type=int, default=6, help="first N images (default 6)")
     s.add_argument("--crop", type=int, default=256, help="centre crop side, 0 for full images (default 256)")
-    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise and of random-init backbones (default 0)")
     _add_common(s)
     s.set_defaults(func=run_sanity)
 
+    r = modes.add_parser("recovery", help="reference recovery: minimise d(x, ref) from noise or blur (blind spots)",
+                         description="Blind-spot check (Ding et al., IJCV 2021), not human agreement: starting "
+                                     "from noise or a degraded reference, minimise each distance to the reference "
+                                     "over the pixels (Adam, clamped to [0, 1] after every step) and report PSNR and "
+                                     "SSIM of the result against the reference, and the distance before and after. "
+                                     "Rows: each CPIPS, plain MSE, and the unnormalised feature L2 on each CPIPS "
+                                     "encoder.")
+    r.add_argument("--root", default=DEFAULT_KODAK, help=f"reference images (default {DEFAULT_KODAK})")
+    r.add_argument("--images", type=int, default=3, help="first N images (default 3)")
+    r.add_argument("--crop", type=int, default=128, help="centre crop side, 0 for full images (default 128)")
+    r.add_argument("--init", nargs="+", default=None,
+                   help="starting images: uniform (noise), noisy (reference + noise of std 0.3), blur (sigma 4 px); "
+                        "default: all three")
+    r.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
+    r.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the starting images and of random-init backbones (default 0)")
+    r.add_argument("--save", metavar="DIR", help="also write the starting and recovered images as PNG under DIR")
+    _add_common(r)
+    r.set_defaults(func=run_recovery)
 
-def _scorers(args: argparse.Namespace) -> list[Any]:
-    from codecloss.evaluate.scorers import build_scorers
 
+def _cpips_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
     configs = []
     for weights in args.weights:
         label = "random init" if weights is None else Path(weights).name if os.sep in str(weights) else weights
         name = "CPIPS" if len(args.weights) == 1 else f"CPIPS [{label}]"
         configs.append({"name": name, "backbone": args.backbone, "weights": weights, "heads": args.heads,
                         "layers": args.layers})
-    return build_scorers(configs, baselines=args.baselines, device=args.device)
+    return configs
+
+
+def _scorers(args: argparse.Namespace) -> list[Any]:
+    from codecloss.evaluate.scorers import build_scorers
+
+    return build_scorers(_cpips_configs(args), baselines=args.baselines, device=args.device)
 
 
 def _output(args: argparse.Namespace, tables: list[Any]) -> int:
@@ -126,10 +152,27 @@ def run_mos(args: argparse.Namespace) -> int:
 
 def run_sanity(args: argparse.Namespace) -> int:
     """``codecloss eval sanity``."""
+    import torch
+
     from codecloss.evaluate.sanity import evaluate_ordered_subset, evaluate_synthetic
 
+    torch.manual_seed(args.seed)  # random-init backbones (--weights none) draw from the global generator
     scorers = _scorers(args)
     tables = [evaluate_synthetic(args.root, scorers, images=args.images, crop=args.crop or None, seed=args.seed)]
     if args.csiq.lower() != "none":
         tables.append(evaluate_ordered_subset(args.csiq, scorers))
+    return _output(args, tables)
+
+
+def run_recovery(args: argparse.Namespace) -> int:
+    """``codecloss eval recovery``."""
+    import torch
+
+    from codecloss.evaluate.recovery import DEFAULT_INITS, evaluate_recovery, recovery_scorers
+
+    torch.manual_seed(args.seed)  # random-init backbones (--weights none) draw from the global generator
+    scorers = recovery_scorers(_cpips_configs(args), baselines=args.baselines, device=args.device)
+    tables = evaluate_recovery(args.root, scorers, images=args.images, crop=args.crop or None,
+                               inits=args.init or DEFAULT_INITS, steps=args.steps, lr=args.lr, seed=args.seed,
+                               save_dir=args.save, progress=args.progress)
     return _output(args, tables)

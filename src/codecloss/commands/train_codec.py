@@ -95,6 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eval-images", type=int, default=None, metavar="K", help="with --eval-rd: only the first K images")
     p.add_argument(
+        "--rd-runs", nargs="+", default=(), metavar="RUN",
+        help="with --eval-rd: output folders of further runs of the same codec (e.g. other lambdas), "
+        "one RD point each beside OUT's (enables the BD-rate against JPEG)",
+    )
+    p.add_argument(
         "--reference-dir", default=DEFAULT_REFERENCE_DIR, metavar="DIR",
         help=f"with --eval-rd: CompressAI results JSON folder ('none': skip) (default {DEFAULT_REFERENCE_DIR})",
     )
@@ -192,13 +197,13 @@ def run(args: argparse.Namespace) -> int:
 def _eval_rd(args: argparse.Namespace) -> int:
     from codecloss.train import codec, rd
 
-    model = codec.load_model(args.out)
+    models = [codec.load_model(run) for run in (args.out, *args.rd_runs)]
     reference_dir = None if args.reference_dir.lower() == "none" else args.reference_dir
     if reference_dir is not None and not Path(reference_dir).is_dir():
         logger.warning("reference folder %s not found; published curves skipped", reference_dir)
         reference_dir = None
     result = rd.evaluate_rd(
-        model, args.eval_rd, name=Path(args.out).name, max_images=args.eval_images,
+        models, args.eval_rd, name=Path(args.out).name, max_images=args.eval_images,
         reference_dir=reference_dir, progress=getattr(args, "progress", True),
     )
     out = Path(args.out)

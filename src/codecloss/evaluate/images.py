@@ -9,7 +9,7 @@ from torch import Tensor
 
 from codecloss.cpips import as_image_tensor
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "center_crop", "list_images", "read_image"]
 
 #: File suffixes treated as images (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
@@ -41,3 +41,25 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
         raise FileNotFoundError(f"no such folder {str(folder)!r}")
     files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return {p.name: p for p in sorted(files)}
+
+
+def center_crop(image: Tensor, crop: int | None) -> Tensor:
+    """The centre ``crop`` x ``crop`` window of a (C, H, W) image (smaller sides are kept whole).
+
+    Args:
+        image: (C, H, W) tensor.
+        crop: side of the window, ``None`` for the whole image.
+
+    Returns:
+        A view of ``image``.
+
+    Example:
+        >>> center_crop(torch.zeros(3, 10, 20), 8).shape  # doctest: +SKIP
+        torch.Size([3, 8, 8])
+    """
+    if crop is None:
+        return image
+    h, w = image.shape[-2:]
+    side_h, side_w = min(crop, h), min(crop, w)
+    top, left = (h - side_h) // 2, (w - side_w) // 2
+    return image[:, top:top + side_h, left:left + side_w]

@@ -26,7 +26,7 @@ import torchvision.transforms.functional as TF
 from torch import Tensor
 
 from codecloss.cpips import as_image_tensor
-from codecloss.evaluate.images import list_images, read_image
+from codecloss.evaluate.images import center_crop, list_images, read_image
 from codecloss.evaluate.report import Row, Table
 from codecloss.evaluate.scorers import DistanceCollector, ScorerOrSkipped
 
@@ -140,15 +140,6 @@ def _rows(
     return rows
 
 
-def _center_crop(image: Tensor, crop: int | None) -> Tensor:
-    if crop is None:
-        return image
-    h, w = image.shape[-2:]
-    side_h, side_w = min(crop, h), min(crop, w)
-    top, left = (h - side_h) // 2, (w - side_w) // 2
-    return image[:, top:top + side_h, left:left + side_w]
-
-
 def evaluate_synthetic(
     root: str | os.PathLike,
     scorers: Sequence[ScorerOrSkipped],
@@ -189,7 +180,7 @@ def evaluate_synthetic(
     collector = DistanceCollector(scorers)
     groups: dict[str, list[tuple[str, Sequence[float]]]] = {kind: [] for kind in kinds}
     for path in files:
-        clean = _center_crop(read_image(path), crop)
+        clean = center_crop(read_image(path), crop)
         noise = torch.randn(clean.shape, generator=generator)
         for kind in kinds:
             levels = DISTORTIONS[kind]

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -34,6 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+
+from codecloss._io import atomic_torch_save
+from codecloss.weights.integrity import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -355,19 +357,6 @@ def _psnr(mse: float) -> float:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a training checkpoint written by :func:`train` (``weights_only=True``)."""
     path = Path(path)
@@ -525,7 +514,7 @@ def train(
         if head is not None:
             state["head"] = head.state_dict()
             state["classes"] = list(cls_data.classes)
-        _atomic_torch_save(state, ckpt_path)
+        atomic_torch_save(state, ckpt_path)
         logger.debug("checkpoint written at step %d", step)
 
     t0 = time.perf_counter()
@@ -608,14 +597,6 @@ class ExportInfo(NamedTuple):
     size: int
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_model(checkpoint_path: str | os.PathLike[str]) -> nn.Module:
     """The codec of a training checkpoint (or of a run's out_dir), in eval mode.
 
@@ -631,8 +612,8 @@ def load_model(checkpoint_path: str | os.PathLike[str]) -> nn.Module:
 
 def _save_export(state: dict[str, torch.Tensor], out_path: str | os.PathLike[str]) -> ExportInfo:
     path = Path(out_path)
-    _atomic_torch_save(state, path)
-    info = ExportInfo(str(path), _sha256(path), path.stat().st_size)
+    atomic_torch_save(state, path)
+    info = ExportInfo(str(path), *sha256_file(path))
     logger.info("exported %s (%d bytes, sha256 %s)", info.path, info.size, info.sha256)
     return info
 

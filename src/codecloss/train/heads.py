@@ -36,10 +36,11 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from tqdm.auto import tqdm
 
 from codecloss import __version__
+from codecloss._io import atomic_torch_save
 from codecloss.backbones import DEFAULT_BACKBONE
 from codecloss.cpips import CPIPS
 from codecloss.evaluate.bapps import BappsDataset, find_categories
-from codecloss.train.codec import _atomic_torch_save, _sha256
+from codecloss.weights.integrity import sha256_file
 
 __all__ = ["HEAD_FILE", "HeadTrainConfig", "JudgeNet", "train_heads"]
 
@@ -194,7 +195,7 @@ def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool = 
         logger.info("resumed from %s at epoch %d, batch %d", ckpt_path, epoch, batches_done)
 
     def save() -> None:
-        _atomic_torch_save(
+        atomic_torch_save(
             {"lin": model.lin.state_dict(), "judge": judge.state_dict(), "optimizer": optimizer.state_dict(),
              "epoch": epoch, "batches_done": batches_done, "history": history, "config": config.to_dict()},
             ckpt_path,
@@ -253,8 +254,8 @@ def _write_head(model: CPIPS, config: HeadTrainConfig, history: list[dict[str, A
         "codecloss_version": __version__,
     }
     path = out_dir / HEAD_FILE
-    _atomic_torch_save(head, path)
-    digest = _sha256(path)
+    atomic_torch_save(head, path)
+    digest, _ = sha256_file(path)
     (out_dir / f"{HEAD_FILE}.sha256").write_text(f"{digest}  {HEAD_FILE}\n")
     logger.info("wrote %s (sha256 %s)", path, digest)
     return {"head": str(path), "sha256": digest, "epochs": config.total_epochs, "history": history}

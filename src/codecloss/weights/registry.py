@@ -209,7 +209,20 @@ def _zoo_entries() -> list[WeightSpec]:
 
 
 #: Files shipped inside the wheel under ``codecloss/assets/``; add one ``WeightSpec(..., asset=...)`` per file.
-SHIPPED: tuple[WeightSpec, ...] = ()
+SHIPPED: tuple[WeightSpec, ...] = (
+    # The embedded default: the full codec (g_a, g_s, entropy bottleneck with updated CDF tables),
+    # trained by `codecloss train-codec` on BSDS500 + Sun-Hays80; see docs/model_card.md.
+    WeightSpec.for_backbone(
+        "codecloss-small-mse",
+        asset="codecloss-small-mse.pth",
+        sha256="7b1eb851a76bc37ac57f46e19961b72b476b30118cefca17f4d050cc98373ba7",
+        size=3083853,
+        license="research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)",
+        source="codecloss (docs/model_card.md)",
+        citation=_BMSHJ2018 + " (architecture)",
+        default=True,
+    ),
+)
 
 _ENTRIES: dict[str, WeightSpec] = {}
 
