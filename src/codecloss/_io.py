@@ -1,14 +1,15 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Writing files: atomically (a crash never leaves a half-written one behind), and JSON-lines logs."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_torch_save"]
+__all__ = ["append_jsonl", "atomic_torch_save"]
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -36,3 +37,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line to ``path`` (a training log)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")

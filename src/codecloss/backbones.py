@@ -142,12 +142,16 @@ def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
     return list(_random_extractor(backbone).taps)
 
 
+#: File name endings that make a ``weights=`` string a path (registry names may not end in them).
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar")
+
+
 def is_weights_path(weights: str | os.PathLike) -> bool:
     """Whether a ``weights=`` value names a file (a path-like, a separator, a checkpoint suffix or an existing file)
     rather than a registry entry."""
     if isinstance(weights, os.PathLike):
         return True
-    return os.sep in weights or weights.endswith((".pth", ".pt", ".tar")) or Path(weights).is_file()
+    return os.sep in weights or weights.endswith(CHECKPOINT_SUFFIXES) or Path(weights).is_file()
 
 
 def _g_a_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from codecloss._io import atomic_torch_save
+from codecloss._io import append_jsonl, atomic_torch_save
 from codecloss.weights.integrity import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -394,11 +393,6 @@ class _Window:
         return {key: value / self.count for key, value in self.sums.items()}
 
 
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 @torch.no_grad()
 def _validate(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
     """Forward-pass (estimated) bpp and PSNR per image, averaged, in eval mode."""
@@ -559,12 +553,12 @@ def train(
         elapsed = elapsed_before + (time.perf_counter() - t0)
         if step % config.log_every == 0 or step == config.steps:
             last = {"step": step, **window.means(), "lr": lr, "elapsed": round(elapsed, 2)}
-            _append_log(log_path, last)
+            append_jsonl(log_path, last)
             logger.info("step %d loss %.4f bpp %.4f psnr %.2f aux %.2f", step, last["loss"], last["bpp"], last["psnr"], last["aux"])
             window = _Window()
         if val_images is not None and (step % config.val_every == 0 or step == config.steps):
             val = {"step": step, "val": True, **_validate(model, val_images), "elapsed": round(elapsed, 2)}
-            _append_log(log_path, val)
+            append_jsonl(log_path, val)
             logger.info("step %d validation: bpp %.4f psnr %.2f", step, val["bpp"], val["psnr"])
         stopped = should_stop is not None and should_stop()
         if step % config.ckpt_every == 0 or step == config.steps or stopped:

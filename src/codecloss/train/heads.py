@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from tqdm.auto import tqdm
 
 from codecloss import __version__
-from codecloss._io import atomic_torch_save
+from codecloss._io import append_jsonl, atomic_torch_save
 from codecloss.backbones import DEFAULT_BACKBONE
 from codecloss.cpips import CPIPS
 from codecloss.evaluate.bapps import BappsDataset, find_categories
@@ -155,11 +154,6 @@ def _check_resume(saved: dict[str, Any], config: HeadTrainConfig) -> None:
         raise ValueError(f"resume: the checkpoint was trained with different settings {changed} (saved, given)")
 
 
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train CPIPS heads on BAPPS 2AFC and write the head file.
 
@@ -234,7 +228,7 @@ def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool = 
         record = {"epoch": epoch + 1, "loss": sums["loss"] / count, "accuracy": sums["accuracy"] / count,
                   "lr": config.lr_at(epoch), "triplets": sums["count"]}
         history.append(record)
-        _append_log(out_dir / LOG_FILE, record)
+        append_jsonl(out_dir / LOG_FILE, record)
         logger.info("epoch %d: loss %.4f, 2AFC accuracy on training batches %.4f", epoch + 1, record["loss"],
                     record["accuracy"])
         epoch, batches_done = epoch + 1, 0

@@ -22,16 +22,14 @@ from typing import Any
 from compressai.zoo.image import model_urls as _ZOO_URLS
 from torch.hub import HASH_REGEX
 
-from codecloss.backbones import get_backbone_spec, list_backbones
+from codecloss.backbones import CHECKPOINT_SUFFIXES, get_backbone_spec, list_backbones
 
 __all__ = ["SHIPPED", "WeightSpec", "get_weight_spec", "list_weights", "register_weights"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA256_PREFIX = re.compile(r"[0-9a-f]{8,63}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_PATH_SUFFIXES = (".pth", ".pt", ".tar")  # such names would be read as file paths by weights=
 _URL_SCHEMES = ("http", "https", "file")
-_CODEC_FIELDS = ("architecture", "metric", "quality", "config")
 
 _ZOO_LICENSE = "BSD-3-Clause-Clear (CompressAI)"
 _ZOO_SOURCE = "CompressAI model zoo (Begaint et al., CompressAI, arXiv:2011.03029, 2020)"
@@ -101,9 +99,9 @@ class WeightSpec:
             if isinstance(getattr(self, field), str):
                 object.__setattr__(self, field, getattr(self, field).lower())
         self._check(
-            "name", isinstance(self.name, str) and _NAME.fullmatch(self.name) and not self.name.endswith(_PATH_SUFFIXES)
+            "name", isinstance(self.name, str) and _NAME.fullmatch(self.name) and not self.name.endswith(CHECKPOINT_SUFFIXES)
             and self.name != "default",
-            f"a name of letters, digits, '.', '_', '-', not 'default' and not ending in {_PATH_SUFFIXES}",
+            f"a name of letters, digits, '.', '_', '-', not 'default' and not ending in {CHECKPOINT_SUFFIXES}",
         )
         for field in ("backbone", "architecture", "metric"):
             self._check(field, getattr(self, field) is None or _nonempty_str(getattr(self, field)), "a string or null")
