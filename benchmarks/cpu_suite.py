@@ -1,10 +1,11 @@
-"""The CPU benchmark behind docs/benchmarks.md: three sweeps with codecloss.bench, one JSON each.
+"""The CPU benchmark behind docs/benchmarks.md: five sweeps with codecloss.bench, one JSON each.
 
-Run from the repository root (takes about 10-15 minutes on a 2-core CPU; keep the machine idle)::
+Run from the repository root (takes about 20 minutes on a 2-core CPU; keep the machine idle)::
 
     python benchmarks/cpu_suite.py --out benchmarks/results
 
-Writes OUT/{table,sweep,variants}.json and .txt, and OUT/benchmarks_cpu.png (time vs resolution).
+Writes OUT/{reference,table,sweep,variants,compile}.json and .txt, and OUT/benchmarks_cpu.png
+(time vs resolution).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from codecloss import DEFAULT_BACKBONE, bench
 CODEC = "bmshj2018-hyperprior-mse-q3"
 
 SUITES = {
-    # Every network, every mode, the issue's reference setting: batch 4 x 256x256, fp32, NCHW.
+    # The issue's target cell (fwd+bwd, batch 4 x 256x256, fp32, NCHW inputs): codec against VGG16-LPIPS
+    # and plain CompressAI, 5 rounds with the networks alternating, so machine drift hits all alike.
+    "reference": bench.BenchConfig(
+        networks=(CODEC, "vgg16-lpips", "compressai-plain"),
+        modes=("forward_backward",),
+        batches=(4,),
+        resolutions=(256,),
+        rounds=5,
+    ),
+    # Every network, every mode, the same setting, one round.
     "table": bench.BenchConfig(batches=(4,), resolutions=(256,), warmup=0),
     # Time vs resolution for the plot: forward+backward, batch 1.
     "sweep": bench.BenchConfig(

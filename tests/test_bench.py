@@ -168,11 +168,21 @@ def test_vgg16_is_truncated_after_relu5_3() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [dict(networks=("vgg99",)), dict(modes=("sideways",)), dict(resolutions=(16,)), dict(reps=0),
-     dict(devices=("tpu",)), dict(batches=(0,))],
+     dict(devices=("tpu",)), dict(batches=(0,)), dict(rounds=0)],
 )
 def test_config_rejects_bad_values(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         bench.BenchConfig(**kwargs)
+
+
+def test_rounds_pool_every_timed_run_of_a_cell() -> None:
+    config = bench.BenchConfig(networks=("alexnet-lpips",), modes=("forward", "forward_backward"),
+                               add_baseline=False, isolate=False, rounds=3, **{**TINY, "reps": 2})
+    records = bench.run(config, progress=False).records
+    assert [r.mode for r in records] == ["forward", "forward_backward"]
+    for record in records:
+        assert record.status == "ok" and record.reps == 6 and len(record.times_ms) == 6
+        assert record.time_median_ms == measure.summarize_times(record.times_ms)[0]
 
 
 def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from compressai.layers import GDN
 
 import codecloss
 from codecloss.backbones import ZOO_ARCHITECTURES, get_backbone_spec
+import codecloss._layout
 from codecloss.features import FeatureExtractor, FrozenGDN
 
 PARITY_BACKBONES = [f"{arch}-mse-q1" for arch in ZOO_ARCHITECTURES] + [
@@ -25,6 +26,15 @@ def _perturbed_codec(backbone: str) -> torch.nn.Module:
                 module.beta.add_(torch.rand_like(module.beta))
                 module.gamma.add_(0.05 * torch.rand_like(module.gamma))
     return codec
+
+
+def _perturbed_gdn(channels: int) -> GDN:
+    """A GDN with non-trivial beta and gamma."""
+    gdn = GDN(channels)
+    with torch.no_grad():
+        gdn.beta.add_(torch.rand(channels))
+        gdn.gamma.add_(0.1 * torch.rand(channels, channels))
+    return gdn
 
 
 @pytest.mark.parametrize("backbone", PARITY_BACKBONES)
@@ -46,6 +56,39 @@ def test_taps_equal_compressai_g_a(backbone: str) -> None:
     for tap in extractor.taps:
         torch.testing.assert_close(ours[tap.name], reference[tap.index], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours["y"], y_reference, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # without convolution taps, each GDN overwrites its convolution's output in place
+        nonlinear = extractor(x, extractor.default_layers)
+    for name, value in nonlinear.items():
+        torch.testing.assert_close(value, reference[extractor.tap(name).index], atol=1e-5, rtol=1e-5)
+
+
+def test_inplace_gdn_leaves_a_tapped_convolution_output_intact() -> None:
+    extractor = FeatureExtractor(_perturbed_codec("bmshj2018-factorized-mse-q1").g_a)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    feats = extractor(x, ["conv1", "gdn1", "y"])
+    with torch.no_grad():
+        conv1 = extractor.stages[0](x)
+    torch.testing.assert_close(feats["conv1"], conv1)
+    torch.testing.assert_close(feats["gdn1"], extractor.stages[1](conv1))
+    grad_all_taps = torch.autograd.grad(feats["y"].sum(), x)[0]
+    grad_inplace = torch.autograd.grad(extractor(x, ["y"])["y"].sum(), x)[0]
+    torch.testing.assert_close(grad_inplace, grad_all_taps)
+
+
+@pytest.mark.parametrize("channels_last", [None, False, True])
+def test_memory_format_choice_changes_layout_not_values(channels_last: bool | None) -> None:
+    g_a = _perturbed_codec("bmshj2018-hyperprior-mse-q1").g_a
+    reference = FeatureExtractor(g_a, channels_last=False)
+    extractor = FeatureExtractor(g_a, channels_last=channels_last)
+    x = torch.rand(2, 3, 48, 32)
+    x_ours, x_theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours, theirs = extractor(x_ours, ["gdn2", "y"]), reference(x_theirs, ["gdn2", "y"])
+    assert ours["gdn2"].is_contiguous(memory_format=torch.channels_last) == (channels_last is not False)
+    torch.testing.assert_close(ours["gdn2"], theirs["gdn2"], atol=1e-5, rtol=1e-5)
+    (ours["gdn2"].square().sum() + ours["y"].sum()).backward()
+    (theirs["gdn2"].square().sum() + theirs["y"].sum()).backward()
+    assert x_ours.grad.is_contiguous()  # .grad keeps the input's layout
+    torch.testing.assert_close(x_ours.grad, x_theirs.grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -107,10 +150,7 @@ def test_frozen_gdn_replaces_every_forward_gdn_and_leaves_source_untouched() -> 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_frozen_gdn_gradient_equals_compressai(channels_last: bool) -> None:
     """The hand-written backward matches autograd through CompressAI's GDN (float64), and gradcheck passes."""
-    gdn = GDN(6).double()
-    with torch.no_grad():  # non-trivial beta/gamma
-        gdn.beta.add_(torch.rand(6, dtype=torch.float64))
-        gdn.gamma.add_(0.1 * torch.rand(6, 6, dtype=torch.float64))
+    gdn = _perturbed_gdn(6).double()
     frozen = FrozenGDN.from_gdn(gdn)
     x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
     if channels_last:
@@ -121,6 +161,31 @@ def test_frozen_gdn_gradient_equals_compressai(channels_last: bool) -> None:
     gdn(theirs).backward(grad_out)
     torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-12)
     assert torch.autograd.gradcheck(frozen, (x.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frozen_gdn_chunks_and_inplace_give_the_same_values_and_gradients(monkeypatch, channels_last: bool) -> None:
+    frozen = FrozenGDN.from_gdn(_perturbed_gdn(16))
+    x = torch.randn(3, 16, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(3, 16, 9, 7)
+
+    def run(inplace: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = x.clone().requires_grad_(True)
+        source = leaf * 1  # a non-leaf the layer may overwrite
+        out = frozen(source, inplace=inplace)
+        assert (out.data_ptr() == source.data_ptr()) == inplace
+        out.backward(grad_out)
+        return out.detach(), leaf.grad
+
+    whole = run(inplace=False)
+    monkeypatch.setattr(codecloss._layout, "CHUNK_ELEMENTS", 100)  # many chunks, the last one ragged
+    for inplace in (False, True):
+        out, grad = run(inplace)
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(out, whole[0])
+        torch.testing.assert_close(grad, whole[1])
 
 
 def test_frozen_gdn_rejects_inverse_gdn() -> None:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import codecloss
+import codecloss._layout
 from codecloss import CodecPerceptualLoss, content_loss, gram_matrix, normalize_channels, style_loss
 from codecloss.backbones import from_compressai, get_backbone_spec
 
@@ -119,6 +120,27 @@ def test_normalize_channels_unit_norm_and_finite_gradient_at_zero() -> None:
     z = torch.zeros(1, 4, 2, 2, requires_grad=True)
     normalize_channels(z).sum().backward()
     assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("target_layout", ["same", "channels_last", "broadcast"])
+def test_l2_content_loss_value_and_gradients_match_autograd(monkeypatch, target_layout: str) -> None:
+    """The chunked squared error equals ((fx - fy) ** 2).mean() in value and in both gradients."""
+    monkeypatch.setattr(codecloss._layout, "CHUNK_ELEMENTS", 50)  # many chunks, the last one ragged
+    fx = torch.randn(3, 5, 7, 6, dtype=torch.float64)
+    fy = torch.randn(1 if target_layout == "broadcast" else 3, 5, 7, 6, dtype=torch.float64)
+    if target_layout == "channels_last":
+        fy = fy.contiguous(memory_format=torch.channels_last)
+    ours = [fx.clone().requires_grad_(True), fy.clone().requires_grad_(True)]
+    reference = [fx.clone().requires_grad_(True), fy.clone().requires_grad_(True)]
+    value = content_loss(*ours, "l2")
+    expected = (reference[0] - reference[1]).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(value, expected)
+    weights = torch.rand(3, dtype=torch.float64)
+    (value * weights).sum().backward()
+    (expected * weights).sum().backward()
+    for mine, theirs in zip(ours, reference):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+    assert torch.autograd.gradcheck(lambda a, b: content_loss(a, b, "l2"), tuple(reference))
 
 
 def test_functional_terms_match_module(extractor) -> None:

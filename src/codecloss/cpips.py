@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecloss._validate import check_input_range, check_pair, to_unit_range
+from codecloss._validate import check_input_range, check_pair
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, is_weights_path, load_backbone
 from codecloss.features import FeatureExtractor
 from codecloss.losses import resolve_layer_weights, normalize_channels
@@ -205,8 +205,7 @@ class CPIPS(nn.Module):
 
     def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         """Features of validated images ``x`` (N, 3, H, W) in ``input_range`` at :attr:`layers`."""
-        dtype = next(self.extractor.parameters()).dtype
-        return self.extractor(to_unit_range(x, self.input_range).to(dtype), self.layers)
+        return self.extractor.extract(x, self.layers, self.input_range)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
         """Distance between ``x`` and ``y``.

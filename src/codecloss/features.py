@@ -14,12 +14,16 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from compressai.layers import GDN, AttentionBlock, ResidualBlock, ResidualBlockWithStride
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
+
+from codecloss._layout import is_channels_last
+from codecloss._validate import to_unit_range
+from codecloss.gdn import FrozenGDN
+from codecloss.stem import FrozenStemConv2d
 
 __all__ = ["TapInfo", "FrozenGDN", "FeatureExtractor", "freeze_analysis_transform"]
 
@@ -43,92 +47,16 @@ class TapInfo:
     stride: int
 
 
-class FrozenGDN(nn.Module):
-    r"""Inference-only GDN with its reparametrised :math:`\beta, \gamma` evaluated once.
-
-    CompressAI's :class:`~compressai.layers.GDN` (Ballé et al., "Density Modeling
-    of Images Using a Generalized Normalization Transformation", ICLR 2016)
-    recomputes the non-negative reparametrisation of beta and gamma on every
-    call. For a frozen backbone these are constants, so this layer stores them
-    as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
-    in at least float32 (also under autocast). The channel sum is one matrix product
-    (NHWC rows for channels_last inputs), and a hand-written backward saves only the output
-    and the norm (first-order gradients only).
-    """
-
-    def __init__(self, beta: Tensor, gamma: Tensor) -> None:
-        super().__init__()
-        channels = beta.numel()
-        self.register_buffer("beta", beta.detach().clone())
-        self.register_buffer("gamma", gamma.detach().reshape(channels, channels, 1, 1).clone())
-
-    @classmethod
-    def from_gdn(cls, gdn: GDN) -> "FrozenGDN":
-        """Freeze a (forward, not inverse) CompressAI GDN layer."""
-        if gdn.inverse or type(gdn) is not GDN:
-            raise TypeError(f"gdn: expected a forward compressai.layers.GDN, got {gdn!r}")
-        with torch.no_grad():
-            return cls(gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma))
-
-    def forward(self, x: Tensor) -> Tensor:
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        channels = self.beta.numel()
-        with torch.autocast(x.device.type, enabled=False):
-            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.reshape(channels, channels).to(dtype))
-        return out.to(x.dtype)
-
-
-def _channel_mix(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``out[:, i] = sum_j matrix[i, j] * x[:, j] (+ bias[i])``: a 1x1 convolution as one matrix product.
-
-    Channels_last inputs are multiplied as (N*H*W, C) rows without a copy and give a channels_last output.
-    """
-    n, c, h, w = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
-        out = rows @ matrix.t() if bias is None else torch.addmm(bias, rows, matrix.t())
-        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
-    out = torch.matmul(matrix, x.reshape(n, c, h * w))
-    if bias is not None:
-        out += bias.view(-1, 1)
-    return out.view(n, -1, h, w)
-
-
-class _GDNFunction(torch.autograd.Function):
-    """GDN with a fused backward; with ``s = (beta + gamma x^2)^(1/2)``, ``y = x / s`` and
-    ``dL/dx = g / s - y s (gamma^T (g y / s^2))``.
-
-    It saves the output ``y`` and ``s``, not the input: the next convolution keeps ``y`` alive
-    anyway, so the input can be freed (one activation less per GDN layer in memory).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
-        # Buffers are reused in place: each fresh large tensor costs page faults on CPU.
-        squared = x * x
-        s = _channel_mix(squared, gamma, beta).sqrt_()
-        y = torch.div(x, s, out=squared)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(y, s, gamma)
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
-        y, s, gamma = ctx.saved_tensors
-        with torch.autocast(y.device.type, enabled=False):
-            u = grad / s
-            mixed = _channel_mix((u * y).div_(s), gamma.t())
-            return u.sub_(mixed.mul_(y).mul_(s)), None, None
-
-
 def freeze_analysis_transform(g_a: nn.Module) -> nn.Module:
-    """Return a frozen, eval-mode copy of ``g_a`` with every GDN replaced by :class:`FrozenGDN`.
+    """Return a frozen, eval-mode copy of ``g_a`` with every GDN replaced by :class:`FrozenGDN`
+    and a 5x5 stride-2 first stage by :class:`~codecloss.stem.FrozenStemConv2d`.
 
     The input module is left untouched.
     """
     frozen = copy.deepcopy(g_a)
     _replace_gdn(frozen)
+    if isinstance(frozen, nn.Sequential) and len(frozen) and FrozenStemConv2d.accepts(frozen[0]):
+        frozen[0] = FrozenStemConv2d.from_conv(frozen[0])
     frozen.requires_grad_(False)
     return frozen.eval()
 
@@ -178,11 +106,14 @@ class FeatureExtractor(nn.Module):
     """Frozen analysis transform with named taps; stops after the deepest tap requested.
 
     The backbone never requires gradients and stays in eval mode even after
-    ``.train()``; gradients still flow to the input.
+    ``.train()``; gradients still flow to the input. A GDN right after a convolution
+    normalises the convolution's output in place unless that output is itself a tap.
 
     Args:
         g_a: a CompressAI analysis transform (usually ``model.g_a``); it is copied and frozen.
         backbone_id: name reported in ``repr`` and errors.
+        channels_last: run in NHWC memory format (returned features are NHWC too); ``None``:
+            always on CPU, where oneDNN convolutions are faster in NHWC, elsewhere when the input is NHWC.
 
     Example:
         >>> from compressai.models import FactorizedPrior
@@ -192,10 +123,17 @@ class FeatureExtractor(nn.Module):
         [(1, 64, 32, 32), (1, 96, 4, 4)]
     """
 
-    def __init__(self, g_a: nn.Module, backbone_id: str = "custom") -> None:
+    def __init__(self, g_a: nn.Module, backbone_id: str = "custom", channels_last: bool | None = None) -> None:
         super().__init__()
         self.backbone_id = backbone_id
+        self.channels_last = channels_last
         self.stages = _as_stages(freeze_analysis_transform(g_a))
+        stages = list(self.stages)
+        self._gdn_after_conv = frozenset(
+            index
+            for index in range(1, len(stages))
+            if isinstance(stages[index], FrozenGDN) and isinstance(stages[index - 1], nn.Conv2d)
+        )
         self.taps: tuple[TapInfo, ...] = self._probe(tap_names(list(self.stages)))
         self._by_name = {tap.name: tap for tap in self.taps}
 
@@ -248,12 +186,30 @@ class FeatureExtractor(nn.Module):
         """
         wanted = {self.tap(name).index: name for name in layers}
         out: OrderedDict[str, Tensor] = OrderedDict()
-        last = max(wanted, default=-1)
-        for index in range(last + 1):
-            x = self.stages[index](x)
+        x = x.contiguous(memory_format=self._memory_format(x))
+        for index in range(max(wanted, default=-1) + 1):
+            stage = self.stages[index]
+            if index in self._gdn_after_conv:  # the convolution's output is read by nobody else
+                x = stage(x, inplace=index - 1 not in wanted)
+            else:
+                x = stage(x)
             if index in wanted:
                 out[wanted[index]] = x
         return out
+
+    def extract(
+        self, images: Tensor, layers: Sequence[str], input_range: tuple[float, float] = (0.0, 1.0)
+    ) -> "OrderedDict[str, Tensor]":
+        """:meth:`forward` on validated images in ``input_range``, mapped to [0, 1] and the weights' dtype."""
+        dtype = next(self.parameters()).dtype
+        return self(to_unit_range(images, input_range).to(dtype), layers)
+
+    def _memory_format(self, x: Tensor) -> torch.memory_format:
+        """The memory format to run ``x`` in (see ``channels_last``)."""
+        channels_last = self.channels_last
+        if channels_last is None:
+            channels_last = x.device.type == "cpu" or is_channels_last(x)
+        return torch.channels_last if channels_last else torch.contiguous_format
 
     def extra_repr(self) -> str:
         return f"backbone_id={self.backbone_id!r}, taps={self.tap_names}"

@@ -11,12 +11,14 @@ Learning to Preserve Perceptual Distances in End-to-End Image Compression"
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from codecloss._validate import check_choice, check_image, check_input_range, check_pair, to_unit_range
+from codecloss._layout import chunks, dense, is_channels_last, memory_format_of, pixel_rows
+from codecloss._validate import check_choice, check_image, check_input_range, check_pair
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, load_backbone
 from codecloss.features import FeatureExtractor
 
@@ -80,9 +82,37 @@ def content_loss(fx: Tensor, fy: Tensor, kind: str = "l2") -> Tensor:
     check_choice("content", kind, CONTENT_KINDS)
     if kind == "normalized_l2":
         return (normalize_channels(fx) - normalize_channels(fy)).pow(2).sum(dim=1).mean(dim=(1, 2))
+    if kind == "l2":
+        dtype = torch.promote_types(torch.promote_types(fx.dtype, fy.dtype), torch.float32)
+        fx = dense(fx.to(dtype))
+        return _MeanSquaredError.apply(fx, fy.to(dtype).expand_as(fx).contiguous(memory_format=memory_format_of(fx)))
     diff = _at_least_float32(fx) - _at_least_float32(fy)
-    per_element = diff.pow(2) if kind == "l2" else diff.abs()
-    return per_element.mean(dim=tuple(range(1, per_element.dim())))  # no copy for channels_last maps
+    return diff.abs().mean(dim=(1, 2, 3))
+
+
+class _MeanSquaredError(torch.autograd.Function):
+    """Per-sample mean of ``(a - b)^2`` for dense (N, C, H, W) maps of one memory format.
+
+    The forward sums over pixel chunks without materialising ``a - b``; the backward allocates
+    only the gradients it returns (first-order gradients only).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
+        a_rows, b_rows = pixel_rows(a), pixel_rows(b)
+        total = a.new_zeros(a.shape[0])
+        for part in chunks(a_rows):
+            diff = a_rows[:, part] - b_rows[:, part]
+            total += diff.mul_(diff).sum(dim=(1, 2))
+        ctx.save_for_backward(a, b)
+        return total / a[0].numel()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        grad_a = torch.sub(a, b).mul_(grad.view(-1, 1, 1, 1) * (2 / a[0].numel()))
+        return (grad_a if ctx.needs_input_grad[0] else None, -grad_a if ctx.needs_input_grad[1] else None)
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -101,7 +131,7 @@ def gram_matrix(features: Tensor) -> Tensor:
     n, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
         features = _at_least_float32(features)
-        if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+        if is_channels_last(features):
             rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # channels_last: a view, no copy
             left, right = rows.transpose(1, 2), rows
         else:
@@ -217,9 +247,6 @@ class CodecPerceptualLoss(nn.Module):
         self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}
         self._taps = list(dict.fromkeys([*self.layer_weights, *self.style_layer_weights]))
 
-    def _extract(self, x: Tensor, layers: Sequence[str]) -> "OrderedDict[str, Tensor]":
-        dtype = next(self.extractor.parameters()).dtype
-        return self.extractor(to_unit_range(x, self.input_range).to(dtype), layers)
 
     def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         """Features of ``x`` at every tap this loss uses, in forward order.
@@ -230,7 +257,7 @@ class CodecPerceptualLoss(nn.Module):
         Returns:
             Ordered dict tap name -> (N, C, H/stride, W/stride) feature map.
         """
-        return self._extract(check_image(x, "x", **self._checks), self._taps)
+        return self.extractor.extract(check_image(x, "x", **self._checks), self._taps, self.input_range)
 
     def forward(self, x: Tensor, y: Tensor, style_target: Tensor | None = None) -> Tensor:
         """Loss between prediction ``x`` and target ``y``.
@@ -245,14 +272,14 @@ class CodecPerceptualLoss(nn.Module):
             Scalar for ``"mean"``/``"sum"``, (N,) for ``"none"``.
         """
         x, y = check_pair(x, y, **self._checks)
-        fx = self._extract(x, self._taps)
-        fy = self._extract(y, self._taps if style_target is None else list(self.layer_weights))
+        fx = self.extractor.extract(x, self._taps, self.input_range)
+        fy = self.extractor.extract(y, self._taps if style_target is None else list(self.layer_weights), self.input_range)
         total = sum(w * content_loss(fx[t], fy[t], self.content) for t, w in self.layer_weights.items())
         if self.style_layer_weights:
             fs = fy
             if style_target is not None:
                 style_target = check_image(style_target, "style_target", **self._checks)
-                fs = self._extract(style_target, list(self.style_layer_weights))
+                fs = self.extractor.extract(style_target, list(self.style_layer_weights), self.input_range)
             style = sum(w * style_loss(fx[t], fs[t]) for t, w in self.style_layer_weights.items())
             total = total + self.style_weight * style
         return reduce(total, self.reduction)  # type: ignore[arg-type]

@@ -80,7 +80,8 @@ def format_table(result: BenchResult) -> str:
         f"torch {m.get('torch')}, GPU: {gpu}",
         f"weights: {result.weights}",
         "matmul peak: " + (", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in result.matmul_peak.items()) or "-"),
-        f"reps per cell: {result.settings.get('reps')} (median and inter-quartile range)",
+        f"reps per cell: {result.settings.get('reps')} x {result.settings.get('rounds', 1)} round(s), "
+        "networks alternating (median and inter-quartile range of all)",
     ]
     for device in sorted({r.device for r in result.records}):
         lines.append(f"peak memory ({device}): {result.memory_method.get(device, '?')}")

@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -117,7 +118,10 @@ class BenchConfig:
         compile: whether to wrap the loss in ``torch.compile`` (first-step time reported separately).
         batches: batch sizes.
         resolutions: square image sizes in pixels.
-        reps: timed runs per cell (the median and IQR are over these; >= 5 for real numbers).
+        reps: timed runs per cell and round (the median and IQR are over all of them; >= 5 for real numbers).
+        rounds: how many times to run the whole sweep, networks alternating; each cell's timed runs
+            are pooled over the rounds and its peak memory is their median (on a shared machine this
+            spreads slow drifts over every network instead of the one measured during them).
         warmup: untimed runs after the first call and the memory run.
         threads: ``torch.set_num_threads`` for every process (``None``: torch's default).
         isolate: run each network in a fresh subprocess (comparable memory numbers, no cross-talk).
@@ -136,6 +140,7 @@ class BenchConfig:
     batches: tuple[int, ...] = (4,)
     resolutions: tuple[int, ...] = (256,)
     reps: int = 5
+    rounds: int = 1
     warmup: int = 1
     threads: int | None = None
     isolate: bool = True
@@ -162,8 +167,10 @@ class BenchConfig:
         small = [r for r in self.resolutions if r < 32]
         if small:
             raise ValueError(f"resolutions: expected sizes >= 32 (the deepest taps need them), got {small}")
-        if not isinstance(self.reps, int) or self.reps < 1:
-            raise ValueError(f"reps: expected an integer >= 1, got {self.reps!r}")
+        for name in ("reps", "rounds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup: expected an integer >= 0, got {self.warmup!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -254,13 +261,30 @@ def _measure_cell(network: BenchNetwork, cell: Cell, reps: int, warmup: int, see
     record.peak_mem_mb = measure.peak_memory_mb(step, device)
     for _ in range(warmup):
         step()
-    record.times_ms = measure.time_steps(step, device, reps)
-    record.reps = reps
-    record.time_median_ms, record.time_iqr_ms = measure.summarize_times(record.times_ms)
-    record.gflops_per_s = record.gflop / (record.time_median_ms * 1e-3)
-    peak = peaks.get(f"{cell.device}/{cell.dtype}")
-    record.matmul_peak_pct = 100 * record.gflops_per_s / peak if peak else None
+    _set_times(record, measure.time_steps(step, device, reps), peaks)
     return record
+
+
+def _set_times(record: BenchRecord, times_ms: list[float], peaks: dict[str, float]) -> None:
+    """Fill ``record``'s timing fields (and the throughput derived from them) from its timed runs."""
+    record.times_ms, record.reps = times_ms, len(times_ms)
+    record.time_median_ms, record.time_iqr_ms = measure.summarize_times(times_ms)
+    record.gflops_per_s = record.gflop / (record.time_median_ms * 1e-3)  # type: ignore[operator]
+    peak = peaks.get(f"{record.device}/{record.dtype}")
+    record.matmul_peak_pct = 100 * record.gflops_per_s / peak if peak else None
+
+
+def _pool_rounds(rounds: list[BenchRecord], peaks: dict[str, float]) -> BenchRecord:
+    """One record from the same cell measured in several rounds: pooled runs, median peak memory."""
+    first = rounds[0]
+    failed = [r for r in rounds if r.status != "ok"]
+    if failed or len(rounds) == 1:
+        return failed[0] if failed else first
+    pooled = dataclasses.replace(first)
+    _set_times(pooled, [t for r in rounds for t in r.times_ms], peaks)
+    memory = [r.peak_mem_mb for r in rounds if r.peak_mem_mb is not None]
+    pooled.peak_mem_mb = statistics.median(memory) if memory else None
+    return pooled
 
 
 def run_cells(
@@ -405,19 +429,21 @@ def run(config: BenchConfig | None = None, progress: bool | None = None) -> Benc
         machine = measure.machine_info()
         peaks = _matmul_peaks(config)
         cells = {name: config.cells(name) for name in config.networks}
-        records: list[BenchRecord] = []
-        with _progress_bar(sum(map(len, cells.values())), progress) as bar:
-            for name, network_cells in cells.items():
-                bar.set_postfix_str(name)
-                if config.isolate:
-                    stream = _run_isolated(name, network_cells, config, peaks)
-                else:
-                    stream = run_cells(name, network_cells, config.reps, config.warmup, config.seed, peaks)
-                for record in stream:
-                    records.append(record)
-                    bar.update()
+        measured: dict[Cell, list[BenchRecord]] = {cell: [] for network_cells in cells.values() for cell in network_cells}
+        with _progress_bar(len(measured) * config.rounds, progress) as bar:
+            for _ in range(config.rounds):
+                for name, network_cells in cells.items():
+                    bar.set_postfix_str(name)
+                    if config.isolate:
+                        stream = _run_isolated(name, network_cells, config, peaks)
+                    else:
+                        stream = run_cells(name, network_cells, config.reps, config.warmup, config.seed, peaks)
+                    for cell, record in zip(network_cells, stream):
+                        measured[cell].append(record)
+                        bar.update()
     finally:
         torch.set_num_threads(previous_threads)
+    records = [_pool_rounds(rounds, peaks) for rounds in measured.values()]
     attach_speedups(records)
     settings = dataclasses.asdict(config)
     return BenchResult(

@@ -42,12 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="devices (CUDA cells are skipped when no GPU is available)")
     p.add_argument("--dtype", nargs="+", choices=("float32", "bfloat16"), default=["float32"], dest="dtypes",
                    help="float32, or bfloat16 autocast")
-    p.add_argument("--channels-last", choices=tuple(_BOTH), default="off", help="NHWC model and inputs")
+    p.add_argument("--channels-last", choices=tuple(_BOTH), default="off", help="NHWC model and inputs (codec backbones run NHWC on CPU either way)")
     p.add_argument("--compile", choices=tuple(_BOTH), default="off", help="wrap the loss in torch.compile")
     p.add_argument("--batch", nargs="+", type=int, default=[4], dest="batches", help="batch sizes (default 4)")
     p.add_argument("--resolution", nargs="+", type=int, default=[256], dest="resolutions",
                    help="square image sizes, e.g. 64 128 256 512 1024 (default 256)")
-    p.add_argument("--reps", type=int, default=5, help="timed runs per cell (default 5)")
+    p.add_argument("--reps", type=int, default=5, help="timed runs per cell and round (default 5)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the sweep this many times, networks alternating, and pool each cell's runs "
+                        "(steadier ratios on a shared machine; default 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         batches=tuple(args.batches),
         resolutions=tuple(args.resolutions),
         reps=args.reps,
+        rounds=args.rounds,
         warmup=args.warmup,
         threads=args.threads,
         isolate=args.isolate,

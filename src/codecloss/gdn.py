@@ -1,0 +1,113 @@
+"""Frozen GDN: CompressAI's generalized divisive normalization with constant, pre-evaluated parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from compressai.layers import GDN
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from codecloss._layout import chunks, dense, memory_format_of, pixel_rows
+
+__all__ = ["FrozenGDN"]
+
+
+class FrozenGDN(nn.Module):
+    r"""Inference-only GDN with its reparametrised :math:`\beta, \gamma` evaluated once.
+
+    CompressAI's :class:`~compressai.layers.GDN` (Ballé et al., "Density Modeling
+    of Images Using a Generalized Normalization Transformation", ICLR 2016)
+    recomputes the non-negative reparametrisation of beta and gamma on every
+    call. For a frozen backbone these are constants, so this layer stores them
+    as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
+    in at least float32 (also under autocast). Forward and a hand-written backward
+    (first-order gradients only) run per pixel chunk, so on CPU their element-wise
+    work stays in cache and allocates only the tensors that outlive the call.
+
+    Example:
+        >>> gdn = FrozenGDN.from_gdn(GDN(8))
+        >>> gdn(torch.rand(1, 8, 4, 4)).shape
+        torch.Size([1, 8, 4, 4])
+    """
+
+    def __init__(self, beta: Tensor, gamma: Tensor) -> None:
+        super().__init__()
+        channels = beta.numel()
+        self.register_buffer("beta", beta.detach().clone())
+        self.register_buffer("gamma", gamma.detach().reshape(channels, channels).clone())
+
+    @classmethod
+    def from_gdn(cls, gdn: GDN) -> "FrozenGDN":
+        """Freeze a (forward, not inverse) CompressAI GDN layer."""
+        if gdn.inverse or type(gdn) is not GDN:
+            raise TypeError(f"gdn: expected a forward compressai.layers.GDN, got {gdn!r}")
+        with torch.no_grad():
+            return cls(gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma))
+
+    def forward(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """Normalise ``x`` (N, C, H, W).
+
+        Args:
+            x: input features.
+            inplace: write the result into ``x`` (when it is a float32/float64 NCHW or NHWC tensor);
+                only for inputs nothing else reads afterwards, such as a convolution's fresh output.
+
+        Returns:
+            Normalised features, same shape, dtype and memory format as ``x``.
+        """
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.to(dtype), inplace)
+        return out.to(x.dtype)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """:func:`pixel_rows` of ``x``, as one (1, N*H*W, C) matrix when NHWC (fewer, larger matrix products)."""
+    rows = pixel_rows(x)
+    return rows.view(1, -1, rows.shape[2]) if rows.is_contiguous() else rows
+
+
+class _GDNFunction(torch.autograd.Function):
+    """GDN with a fused backward; with ``r = (beta + gamma x^2)^(-1/2)``, ``y = x r`` and
+    ``dL/dx = g r - (y / r) (gamma^T (g y r^2))``.
+
+    It saves the output ``y`` and ``r``, not the input: the next convolution keeps ``y`` alive
+    anyway, so the input can be freed (or overwritten, ``inplace``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor, inplace: bool) -> Tensor:
+        source = dense(x)
+        inplace = inplace and source is x
+        y = x if inplace else torch.empty_like(source)
+        keep_norm = ctx.needs_input_grad[0]
+        r = torch.empty_like(source) if keep_norm else None
+        x_rows, y_rows = _rows(source), _rows(y)
+        r_rows = _rows(r) if r is not None else None
+        gamma_t = gamma.t().expand(x_rows.shape[0], -1, -1)
+        for part in chunks(x_rows):
+            x_part = x_rows[:, part]
+            inv_norm = torch.bmm(x_part * x_part, gamma_t, out=r_rows[:, part] if r_rows is not None else None)
+            torch.mul(x_part, inv_norm.add_(beta).rsqrt_(), out=y_rows[:, part])
+        if inplace:
+            ctx.mark_dirty(x)
+        if keep_norm:
+            ctx.save_for_backward(y, r, gamma)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        y, r, gamma = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=memory_format_of(y))
+        grad_x = torch.empty_like(y)
+        g_rows, y_rows, r_rows, out_rows = (_rows(t) for t in (grad, y, r, grad_x))
+        gamma_b = gamma.expand(g_rows.shape[0], -1, -1)
+        for part in chunks(g_rows):
+            y_part, r_part = y_rows[:, part], r_rows[:, part]
+            u = torch.mul(g_rows[:, part], r_part, out=out_rows[:, part])
+            mixed = torch.bmm((u * y_part).mul_(r_part), gamma_b)
+            u.addcdiv_(mixed.mul_(y_part), r_part, value=-1)
+        return grad_x, None, None, None
