@@ -134,7 +134,7 @@ class FeatureExtractor(nn.Module):
             for index in range(1, len(stages))
             if isinstance(stages[index], FrozenGDN) and isinstance(stages[index - 1], nn.Conv2d)
         )
-        self.taps: tuple[TapInfo, ...] = self._probe(tap_names(list(self.stages)))
+        self.taps: tuple[TapInfo, ...] = self._probe(tap_names(stages))
         self._by_name = {tap.name: tap for tap in self.taps}
 
     def _probe(self, names: list[str]) -> tuple[TapInfo, ...]:

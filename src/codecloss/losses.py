@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from codecloss._layout import chunks, dense, is_channels_last, memory_format_of, pixel_rows
+from codecloss._layout import chunks, dense, memory_format_of, pixel_rows
 from codecloss._validate import check_choice, check_image, check_input_range, check_pair
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, load_backbone
 from codecloss.features import FeatureExtractor
@@ -130,14 +130,8 @@ def gram_matrix(features: Tensor) -> Tensor:
     """
     n, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        features = _at_least_float32(features)
-        if is_channels_last(features):
-            rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # channels_last: a view, no copy
-            left, right = rows.transpose(1, 2), rows
-        else:
-            flat = features.reshape(n, c, h * w)
-            left, right = flat, flat.transpose(1, 2)
-        return torch.baddbmm(left.new_zeros(()), left, right, beta=0.0, alpha=1.0 / (c * h * w))
+        rows = pixel_rows(dense(_at_least_float32(features)))  # a view, no copy, in either memory format
+        return torch.baddbmm(rows.new_zeros(()), rows.transpose(1, 2), rows, beta=0.0, alpha=1.0 / (c * h * w))
 
 
 def style_loss(fx: Tensor, fy: Tensor) -> Tensor:
@@ -246,7 +240,6 @@ class CodecPerceptualLoss(nn.Module):
             self.style_layer_weights = {}
         self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}
         self._taps = list(dict.fromkeys([*self.layer_weights, *self.style_layer_weights]))
-
 
     def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         """Features of ``x`` at every tap this loss uses, in forward order.

@@ -276,11 +276,10 @@ def _set_times(record: BenchRecord, times_ms: list[float], peaks: dict[str, floa
 
 def _pool_rounds(rounds: list[BenchRecord], peaks: dict[str, float]) -> BenchRecord:
     """One record from the same cell measured in several rounds: pooled runs, median peak memory."""
-    first = rounds[0]
     failed = [r for r in rounds if r.status != "ok"]
     if failed or len(rounds) == 1:
-        return failed[0] if failed else first
-    pooled = dataclasses.replace(first)
+        return (failed or rounds)[0]
+    pooled = dataclasses.replace(rounds[0])
     _set_times(pooled, [t for r in rounds for t in r.times_ms], peaks)
     memory = [r.peak_mem_mb for r in rounds if r.peak_mem_mb is not None]
     pooled.peak_mem_mb = statistics.median(memory) if memory else None

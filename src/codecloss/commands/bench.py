@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="devices (CUDA cells are skipped when no GPU is available)")
     p.add_argument("--dtype", nargs="+", choices=("float32", "bfloat16"), default=["float32"], dest="dtypes",
                    help="float32, or bfloat16 autocast")
-    p.add_argument("--channels-last", choices=tuple(_BOTH), default="off", help="NHWC model and inputs (codec backbones run NHWC on CPU either way)")
+    p.add_argument("--channels-last", choices=tuple(_BOTH), default="off",
+                   help="NHWC model and inputs (codec backbones run NHWC on CPU either way)")
     p.add_argument("--compile", choices=tuple(_BOTH), default="off", help="wrap the loss in torch.compile")
     p.add_argument("--batch", nargs="+", type=int, default=[4], dest="batches", help="batch sizes (default 4)")
     p.add_argument("--resolution", nargs="+", type=int, default=[256], dest="resolutions",
