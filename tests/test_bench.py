@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
+import mmap
+import os
 import urllib.request
 
 import pytest
@@ -14,7 +17,7 @@ import torch
 
 from codecloss import DEFAULT_BACKBONE, CodecPerceptualLoss, FeatureExtractor, bench
 from codecloss.bench import measure
-from codecloss.bench.runner import Cell, run_cells
+from codecloss.bench.runner import BenchRecord, Cell, _pool_rounds, _worker_env, run_cells
 from codecloss.cli import main
 
 CODECS = (DEFAULT_BACKBONE, "bmshj2018-hyperprior-mse-q3")
@@ -50,6 +53,7 @@ def test_every_network_kind_runs(result: bench.BenchResult) -> None:
             assert record.status == "ok", (network, mode, record.status)
             assert record.time_median_ms > 0 and record.gflop > 0 and record.params > 0
             assert record.reps == len(record.times_ms) == 1
+            assert record.page_faults_per_step is not None and record.page_faults_per_step >= 0
             assert record.kind in {"codec", "torchvision", "piq", "lpips", "compressai"}
     kinds = {r.kind for r in result.records if r.status == "ok"}
     assert {"codec", "torchvision", "piq", "compressai"} <= kinds
@@ -123,6 +127,27 @@ def test_isolated_subprocess_measures_memory() -> None:
         assert record.peak_mem_mb is not None and record.peak_mem_mb >= 0
 
 
+def test_malloc_keep_sets_the_worker_environment_and_is_reported() -> None:
+    assert _worker_env(True)["MALLOC_MMAP_THRESHOLD_"] == str(1 << 30)
+    assert _worker_env(False).get("MALLOC_MMAP_THRESHOLD_") == os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    config = bench.BenchConfig(networks=("alexnet-lpips",), modes=("forward",), add_baseline=False, malloc_keep=True, **TINY)
+    result = bench.run(config, progress=False)
+    assert result.records[0].status == "ok" and result.settings["malloc_keep"] is True
+    assert "allocator: glibc" in bench.format_table(result)
+    assert "allocator" not in bench.format_table(dataclasses.replace(result, settings={**result.settings, "malloc_keep": False}))
+
+
+@pytest.mark.skipif(measure.minor_page_faults() is None, reason="needs getrusage (Unix)")
+def test_minor_page_faults_count_a_fresh_mapping() -> None:
+    size = 16 * 2**20
+    before = measure.minor_page_faults()
+    with mmap.mmap(-1, size) as fresh:  # anonymous memory the process has never touched
+        for offset in range(0, size, mmap.PAGESIZE):
+            fresh[offset] = 1
+    after = measure.minor_page_faults()
+    assert before is not None and after is not None and after > before
+
+
 @pytest.mark.skipif(not measure.cpu_peak_measurable(), reason="needs Linux /proc/self/clear_refs")
 def test_cpu_peak_memory_sees_a_large_allocation() -> None:
     def step() -> None:
@@ -183,6 +208,16 @@ def test_rounds_pool_every_timed_run_of_a_cell() -> None:
     for record in records:
         assert record.status == "ok" and record.reps == 6 and len(record.times_ms) == 6
         assert record.time_median_ms == measure.summarize_times(record.times_ms)[0]
+
+
+def test_pooled_rounds_take_the_median_memory_and_page_faults() -> None:
+    cell = dict(network="alexnet-lpips", kind="torchvision", taps="", mode="forward", device="cpu", dtype="float32",
+                channels_last=False, compile=False, batch=1, resolution=32, gflop=1.0)
+    rounds = [BenchRecord(**cell, times_ms=[t], peak_mem_mb=memory, page_faults_per_step=faults)
+              for t, memory, faults in ((1.0, 10.0, 5.0), (2.0, None, 30.0), (3.0, 30.0, 20.0))]
+    pooled = _pool_rounds(rounds, {})
+    assert pooled.times_ms == [1.0, 2.0, 3.0] and pooled.time_median_ms == 2.0
+    assert pooled.peak_mem_mb == 20.0 and pooled.page_faults_per_step == 20.0
 
 
 def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

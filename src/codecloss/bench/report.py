@@ -51,6 +51,7 @@ def _columns(result: BenchResult) -> list[tuple[str, Callable[[BenchRecord], str
         ("median ms", lambda r: _fmt(r.time_median_ms, ".1f")),
         ("IQR ms", lambda r: _fmt(r.time_iqr_ms, ".1f")),
         ("peak MiB", lambda r: _fmt(r.peak_mem_mb, ".0f")),
+        ("faults/step", lambda r: _fmt(r.page_faults_per_step, ".0f")),
         ("GFLOP", lambda r: _fmt(r.gflop, ".2f")),
         ("GFLOP/s", lambda r: _fmt(r.gflops_per_s, ".1f")),
         ("% mm peak", lambda r: _fmt(r.matmul_peak_pct, ".0f")),
@@ -83,6 +84,8 @@ def format_table(result: BenchResult) -> str:
         f"reps per cell: {result.settings.get('reps')} x {result.settings.get('rounds', 1)} round(s), "
         "networks alternating (median and inter-quartile range of all)",
     ]
+    if result.settings.get("malloc_keep"):
+        lines.append("allocator: glibc told to keep freed memory in the heap (--malloc-keep), in every network's process")
     for device in sorted({r.device for r in result.records}):
         lines.append(f"peak memory ({device}): {result.memory_method.get(device, '?')}")
     if result.records:

@@ -68,7 +68,7 @@ class Cell:
 
 @dataclass
 class BenchRecord:
-    """Result of one :class:`Cell` (times in ms, memory in MiB, FLOPs per step).
+    """Result of one :class:`Cell` (times in ms, memory in MiB, FLOPs and, on CPU, minor page faults per step).
 
     ``status`` is ``"ok"``, ``"skipped: <why>"``, ``"n/a: <why>"`` or ``"error: <message>"``;
     the measured fields are ``None`` unless it is ``"ok"``.
@@ -92,6 +92,7 @@ class BenchRecord:
     times_ms: list[float] = field(default_factory=list)
     first_step_ms: float | None = None
     peak_mem_mb: float | None = None
+    page_faults_per_step: float | None = None
     gflop: float | None = None
     gflops_per_s: float | None = None
     matmul_peak_pct: float | None = None
@@ -261,7 +262,10 @@ def _measure_cell(network: BenchNetwork, cell: Cell, reps: int, warmup: int, see
     record.peak_mem_mb = measure.peak_memory_mb(step, device)
     for _ in range(warmup):
         step()
+    faults = measure.minor_page_faults()
     _set_times(record, measure.time_steps(step, device, reps), peaks)
+    if faults is not None and device.type == "cpu":
+        record.page_faults_per_step = (measure.minor_page_faults() - faults) / reps  # type: ignore[operator]
     return record
 
 
@@ -275,15 +279,20 @@ def _set_times(record: BenchRecord, times_ms: list[float], peaks: dict[str, floa
 
 
 def _pool_rounds(rounds: list[BenchRecord], peaks: dict[str, float]) -> BenchRecord:
-    """One record from the same cell measured in several rounds: pooled runs, median peak memory."""
+    """One record from the same cell measured in several rounds: pooled runs, median peak memory and faults."""
     failed = [r for r in rounds if r.status != "ok"]
     if failed or len(rounds) == 1:
         return (failed or rounds)[0]
     pooled = dataclasses.replace(rounds[0])
     _set_times(pooled, [t for r in rounds for t in r.times_ms], peaks)
-    memory = [r.peak_mem_mb for r in rounds if r.peak_mem_mb is not None]
-    pooled.peak_mem_mb = statistics.median(memory) if memory else None
+    pooled.peak_mem_mb = _median_of(r.peak_mem_mb for r in rounds)
+    pooled.page_faults_per_step = _median_of(r.page_faults_per_step for r in rounds)
     return pooled
+
+
+def _median_of(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def run_cells(
