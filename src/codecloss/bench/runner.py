@@ -262,9 +262,9 @@ def _measure_cell(network: BenchNetwork, cell: Cell, reps: int, warmup: int, see
     record.peak_mem_mb = measure.peak_memory_mb(step, device)
     for _ in range(warmup):
         step()
-    faults = measure.minor_page_faults()
+    faults = measure.minor_page_faults() if device.type == "cpu" else None
     _set_times(record, measure.time_steps(step, device, reps), peaks)
-    if faults is not None and device.type == "cpu":
+    if faults is not None:
         record.page_faults_per_step = (measure.minor_page_faults() - faults) / reps  # type: ignore[operator]
     return record
 
