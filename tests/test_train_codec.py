@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,6 +22,7 @@ from codecloss.train.codec import (
     build_model,
     export_analysis_transform,
     export_codec,
+    initialize_from,
     load_checkpoint,
     load_config,
     train,
@@ -238,3 +240,74 @@ def test_cli_train_resume_export(images, tmp_path, capsys):
     bad = ["train-codec", "--out", str(tmp_path / "bad"), "--data", str(images), "--crop", "40", "--steps", "1"]
     assert cli.main(bad) == 2
     assert "crop" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- candidates (issue 13)
+
+
+def test_mix_objective_logs_the_weighted_sum(tmp_path):
+    images = _write_pngs(tmp_path / "big", 2, seed=3, size=(200, 184))
+    out = tmp_path / "run"
+    config = _config(images, out, crop=176, steps=2, distortion="mix", mix_weight=0.25, ms_ssim_lmbda=5.0)
+    train(config)
+    for r in _log(out):
+        assert 0 < r["ms_ssim"] <= 1
+        expected = 0.75 * config.lmbda * 255**2 * r["mse"] + 0.25 * 5.0 * (1 - r["ms_ssim"]) + r["bpp"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_ms_ssim_objective_needs_large_crops(images, tmp_path):
+    with pytest.raises(ValueError, match=r"crop must be >= 161 for distortion='ms-ssim'.*got 32"):
+        _config(images, tmp_path, distortion="ms-ssim").validate()
+    with pytest.raises(ValueError, match="distortion must be one of"):
+        _config(images, tmp_path, distortion="ssim").validate()
+    with pytest.raises(ValueError, match="mix_weight"):
+        _config(images, tmp_path, mix_weight=1.5).validate()
+
+
+def test_init_copies_matching_weights_across_architectures(images, tmp_path):
+    source = tmp_path / "source"
+    train(_config(images, source, steps=1))
+    exported = export_codec(source, tmp_path / "source.pth").path
+    trained = load_checkpoint(source)["model"]
+    for arch in ("factorized", "hyperprior", "mean-scale"):
+        model = build_model(arch, 16, 16)
+        copied = initialize_from(model, exported)
+        assert {k.split(".")[0] for k in copied} >= {"g_a", "g_s"}
+        assert not any(k.startswith(("h_a", "h_s")) for k in copied)
+        torch.testing.assert_close(model.state_dict()["g_a.0.weight"], trained["g_a.0.weight"])
+    with pytest.raises(ValueError, match="init: .* no g_a weights that fit"):
+        initialize_from(build_model("factorized", 24, 16), exported)
+
+
+def test_init_from_embedded_default_and_resume_ignores_init(tmp_path):
+    from codecloss import load_codec
+
+    images = _write_pngs(tmp_path / "big", 1, seed=4, size=(72, 72))
+    out = tmp_path / "run"
+    config = _config(images, out, arch="mean-scale", N=64, M=96, crop=64, batch_size=1, steps=1,
+                     init="codecloss-small-mse", lr=1e-12)
+    train(config)
+    reference = load_codec("codecloss-small-mse").state_dict()
+    state = load_checkpoint(out)["model"]
+    # an lr of 1e-12 leaves the copied g_a where init put it
+    torch.testing.assert_close(state["g_a.6.weight"], reference["g_a.6.weight"], rtol=0, atol=1e-9)
+    assert type(build_model("mean-scale", 64, 96)).__name__ == "MeanScaleHyperprior"
+    # on resume the checkpoint, not init, provides the weights (init names a file that is gone)
+    summary = train(dataclasses.replace(config, steps=2, init=str(tmp_path / "missing.pth")), resume=True)
+    assert summary["step"] == 2
+
+
+def test_cli_candidate_options(images, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train-codec", "--out", str(out), "--data", str(images), "--val-dir", "none", "--no-progress",
+            "--arch", "hyperprior", "--N", "16", "--M", "16", "--crop", "64", "--batch-size", "1", "--steps", "1",
+            "--init", "none", "--distortion", "mse", "--device", "cpu", "--json"]
+    args[args.index(str(images))] = str(_write_pngs(tmp_path / "big", 1, seed=4, size=(72, 72)))
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["world_size"] == 1
+    config = load_config(out)
+    assert (config.arch, config.distortion, config.init, config.device) == ("hyperprior", "mse", None, "cpu")
+    bad = ["train-codec", "--out", str(tmp_path / "bad"), "--data", str(images), "--device", "gpu", "--steps", "1"]
+    assert cli.main(bad) == 2
+    assert "device" in capsys.readouterr().err

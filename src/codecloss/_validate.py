@@ -40,6 +40,7 @@ def check_image(
     allow_grayscale: bool = False,
     check_finite: bool = False,
     min_size: int = MIN_SIZE,
+    allow_uint8: bool = False,
 ) -> Tensor:
     """Check one image batch and return it as (N, 3, H, W) floating point.
 
@@ -52,13 +53,14 @@ def check_image(
         allow_grayscale: accept C == 1.
         check_finite: also reject NaN/Inf values (synchronises with the device).
         min_size: smallest accepted height and width.
+        allow_uint8: accept uint8 images too (for callers that convert them to float themselves).
 
     Returns:
         The images as an (N, 3, H, W) tensor (a view where possible).
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{argument}: expected a torch.Tensor, got {type(x).__name__}")
-    if not (x.is_floating_point()):
+    if not (x.is_floating_point() or (allow_uint8 and x.dtype == torch.uint8)):
         hint = " (for uint8 images use x.float() / 255)" if x.dtype == torch.uint8 else ""
         raise TypeError(f"{argument}: expected a floating point tensor, got dtype {x.dtype}{hint}")
     if x.dim() == 3:

@@ -1,7 +1,8 @@
-"""Backbone registry: CompressAI image codecs whose analysis transform ``g_a`` is the loss network.
+"""Backbones: CompressAI image codecs whose analysis transform ``g_a`` is the loss network.
 
 Every backbone is built from CompressAI's own model classes with the zoo's
-(N, M) per quality, so upstream checkpoints load exactly. Ids read
+(N, M) per quality (:mod:`codecloss.specs`), so upstream checkpoints load exactly, and its
+weights come from a file or the registry (:mod:`codecloss.weights`). Ids read
 ``"{architecture}-{metric}-q{quality}"``, e.g. ``"bmshj2018-hyperprior-mse-q3"``.
 """
 
@@ -11,25 +12,25 @@ import functools
 import logging
 import os
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping
 
 import torch
 from compressai.models import CompressionModel
-from compressai.zoo.image import cfgs as _ZOO_CONFIGS
-from compressai.zoo.image import model_architectures as _ZOO_CLASSES
-from compressai.zoo.pretrained import load_pretrained
 from torch import Tensor
 
+from codecloss.checkpoints import CHECKPOINT_SUFFIXES, WeightsArg, is_weights_path, load_codec_state_dict
 from codecloss.features import FeatureExtractor, TapInfo
+from codecloss.specs import DEFAULT_BACKBONE, ZOO_ARCHITECTURES, BackboneSpec, get_backbone_spec, list_backbones
+from codecloss.weights import registered_state_dict
 
 __all__ = [
     "BackboneSpec",
+    "CHECKPOINT_SUFFIXES",
     "DEFAULT_BACKBONE",
     "ZOO_ARCHITECTURES",
     "WeightsArg",
     "get_backbone_spec",
+    "is_weights_path",
     "list_backbones",
     "list_layers",
     "load_backbone",
@@ -39,85 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: CompressAI zoo image architectures codecloss builds (the ReLU variant of bmshj2018 has no checkpoints).
-ZOO_ARCHITECTURES: tuple[str, ...] = (
-    "bmshj2018-factorized",
-    "bmshj2018-hyperprior",
-    "mbt2018-mean",
-    "mbt2018",
-    "cheng2020-anchor",
-    "cheng2020-attn",
-)
-_METRICS = ("mse", "ms-ssim")
-
-#: The small codec trained and shipped by this project (see docs/model_card.md).
-DEFAULT_BACKBONE = "codecloss-small-mse"
-
-#: What ``weights=`` accepts: ``"default"``, a registry name, a file path, or ``None`` (random init).
-WeightsArg = Union[str, os.PathLike, None]
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one backbone.
-
-    Attributes:
-        id: backbone id.
-        architecture: CompressAI zoo architecture name (model class).
-        metric: distortion the codec was trained for, ``"mse"`` or ``"ms-ssim"``.
-        quality: zoo quality level, ``None`` for codecs outside the zoo.
-        config: constructor arguments of the model class, ``(N, M)`` or ``(N,)``.
-    """
-
-    id: str
-    architecture: str
-    metric: str
-    quality: int | None
-    config: tuple[int, ...]
-
-    def build_codec(self) -> CompressionModel:
-        """A randomly initialised CompressAI model of this backbone's architecture."""
-        return _ZOO_CLASSES[self.architecture](*self.config)
-
-
-def _zoo_specs() -> dict[str, BackboneSpec]:
-    specs = {}
-    for arch in ZOO_ARCHITECTURES:
-        for metric in _METRICS:
-            for quality, config in sorted(_ZOO_CONFIGS[arch].items()):
-                spec = BackboneSpec(
-                    f"{arch}-{metric}-q{quality}", arch, metric, quality, tuple(config))
-                specs[spec.id] = spec
-    return specs
-
-
-_SPECS: dict[str, BackboneSpec] = {
-    DEFAULT_BACKBONE: BackboneSpec(DEFAULT_BACKBONE, "bmshj2018-factorized", "mse", None, (64, 96)),
-    **_zoo_specs(),
-}
-
-
-def list_backbones() -> list[str]:
-    """Ids of every built-in backbone, the embedded default first.
-
-    Example:
-        >>> "bmshj2018-hyperprior-mse-q3" in list_backbones()
-        True
-    """
-    return list(_SPECS)
-
-
-def get_backbone_spec(backbone: str) -> BackboneSpec:
-    """Look up a backbone id; raises ``ValueError`` listing valid ids if unknown."""
-    if not isinstance(backbone, str):
-        raise TypeError(f"backbone: expected a backbone id (str), got {type(backbone).__name__}")
-    try:
-        return _SPECS[backbone]
-    except KeyError:
-        raise ValueError(
-            f"backbone: unknown backbone {backbone!r}; expected one of {list_backbones()}"
-        ) from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,44 +64,11 @@ def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
     return list(_random_extractor(backbone).taps)
 
 
-#: File name endings that make a ``weights=`` string a path (registry names may not end in them).
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar")
-
-
-def is_weights_path(weights: str | os.PathLike) -> bool:
-    """Whether a ``weights=`` value names a file (a path-like, a separator, a checkpoint suffix or an existing file)
-    rather than a registry entry."""
-    if isinstance(weights, os.PathLike):
-        return True
-    return os.sep in weights or weights.endswith(CHECKPOINT_SUFFIXES) or Path(weights).is_file()
-
-
 def _g_a_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Keep the ``g_a.`` entries of a full-model state_dict (a g_a-only one passes through)."""
     if any(k.startswith("g_a.") for k in state):
         return {k[len("g_a."):]: v for k, v in state.items() if k.startswith("g_a.")}
     return dict(state)
-
-
-def load_codec_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a checkpoint file safely (``weights_only=True``) and return its flat state_dict.
-
-    Accepts CompressAI zoo files, CompressAI training checkpoints (``{"state_dict": ...}``),
-    codecloss training checkpoints (``{"model": ...}``) and codecloss exports; applies CompressAI's key renames for old checkpoints.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: no such file {str(path)!r}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"weights: {str(path)!r} holds a {type(checkpoint).__name__}, expected a state_dict")
-    for key in ("state_dict", "model"):  # CompressAI / codecloss training checkpoints
-        if isinstance(checkpoint.get(key), Mapping):
-            checkpoint = checkpoint[key]
-            break
-    if not all(isinstance(v, Tensor) for v in checkpoint.values()):
-        raise ValueError(f"weights: {str(path)!r} is not a state_dict of tensors")
-    return load_pretrained(dict(checkpoint))  # CompressAI's renames of old keys
 
 
 def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Tensor] | None:
@@ -191,8 +80,6 @@ def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Te
         )
     if is_weights_path(weights):
         return load_codec_state_dict(weights)
-    from codecloss.weights import registered_state_dict
-
     return registered_state_dict(str(weights), spec.id)
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 from codecloss import WeightsError, __version__
 
 #: Subcommand modules under ``codecloss.commands``, in ``--help`` order.
-COMMANDS: tuple[str, ...] = ("train_codec", "metric", "eval", "train_cpips", "weights", "bench")
+COMMANDS: tuple[str, ...] = ("train_codec", "metric", "eval", "train_cpips", "weights", "bench", "stylize", "sr_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -31,6 +31,7 @@ from codecloss._validate import check_input_range, check_pair
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, is_weights_path, load_backbone
 from codecloss.features import FeatureExtractor
 from codecloss.losses import resolve_layer_weights, normalize_channels
+from codecloss.tiling import TilePlan, check_tile, map_tiles
 
 __all__ = ["CPIPS", "HEAD_FORMAT", "ImageLike", "as_image_tensor", "clear_metric_cache", "load_head", "metric"]
 
@@ -123,6 +124,11 @@ class CPIPS(nn.Module):
             of (N,). The map's mean equals the scalar distance when H and W are multiples of each
             tap's stride (16 for the GDN family), and approximates it otherwise.
         per_layer: also return a dict tap -> that tap's contribution (same shape as the total).
+        tile: ``None`` (whole images) or a tile side in pixels: compute each tap's distance map on
+            overlapping tiles of about ``tile`` x ``tile`` owned pixels (rounded down to a multiple of
+            the deepest tap's stride, which is the smallest value accepted) and stitch them; the result
+            equals the untiled one up to float rounding at any image size, in bounded memory (see
+            :mod:`codecloss.tiling`). The attribute may be changed between calls.
         allow_grayscale: accept 1-channel images (repeated to RGB).
         check_finite: reject NaN/Inf inputs (synchronises with the device).
 
@@ -142,6 +148,7 @@ class CPIPS(nn.Module):
         input_range: Sequence[float] = (0, 1),
         spatial: bool = False,
         per_layer: bool = False,
+        tile: int | None = None,
         allow_grayscale: bool = False,
         check_finite: bool = False,
     ) -> None:
@@ -174,6 +181,11 @@ class CPIPS(nn.Module):
         if head is not None:
             self._load_lin(head, str(heads))
         self.lin.requires_grad_(False)
+        self.tile = check_tile(tile)
+        self._tile_plan()  # bad tiles fail here, not at the first call
+
+    def _tile_plan(self) -> "TilePlan | None":
+        return None if self.tile is None else self.extractor.tile_plan(self.layers, self.tile)
 
     def _load_lin(self, head: Mapping[str, Any], source: str) -> None:
         if head["backbone"] != self.extractor.backbone_id:
@@ -207,6 +219,24 @@ class CPIPS(nn.Module):
         """Features of validated images ``x`` (N, 3, H, W) in ``input_range`` at :attr:`layers`."""
         return self.extractor.extract(x, self.layers, self.input_range)
 
+    def distance_maps(self, x: Tensor, y: Tensor) -> "OrderedDict[str, Tensor]":
+        """Per-position weighted squared differences of the unit-normalised features, per tap.
+
+        Args:
+            x: validated images (N, 3, H, W) in ``input_range``.
+            y: images of the same shape.
+
+        Returns:
+            Ordered dict tap -> (N, 1, h, w) map on the tap's feature grid (its spatial mean is the
+            tap's contribution to the distance).
+        """
+        fx, fy = self.features(x), self.features(y)
+        maps: OrderedDict[str, Tensor] = OrderedDict()
+        for tap, conv in self.lin.items():
+            diff = (normalize_channels(fx[tap]) - normalize_channels(fy[tap])).pow(2)
+            maps[tap] = F.conv2d(diff, conv.weight.to(diff.dtype))
+        return maps
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
         """Distance between ``x`` and ``y``.
 
@@ -219,13 +249,45 @@ class CPIPS(nn.Module):
             ``(total, {tap: contribution})``.
         """
         x, y = check_pair(x, y, **self._checks)
-        fx, fy = self.features(x), self.features(y)
+        return self._reduce(map_tiles(self.distance_maps, (x, y), self._tile_plan()), x.shape[-2:])
+
+    def forward_uint8(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
+        """:meth:`forward` on uint8 images, converted to float (``/ 255``, then to ``input_range``) one tile
+        at a time, so that images too large for a float copy (8K and up, with ``tile``) fit in memory.
+
+        Args:
+            x: uint8 images (N, 3, H, W) or (3, H, W).
+            y: uint8 images of the same shape.
+
+        Returns:
+            As :meth:`forward` on ``x.float() / 255`` (bit for bit with ``input_range=(0, 1)``).
+
+        Example:
+            >>> d = CPIPS(tile=1024).forward_uint8(read_image_uint8("a.png"), read_image_uint8("b.png"))  # doctest: +SKIP
+        """
+        for argument, image in (("x", x), ("y", y)):
+            if isinstance(image, Tensor) and image.dtype != torch.uint8:
+                raise TypeError(f"{argument}: forward_uint8 expects a uint8 tensor, got dtype {image.dtype}")
+        x, y = check_pair(x, y, **self._checks, allow_uint8=True)
+        low, high = self.input_range
+
+        def maps(x_tile: Tensor, y_tile: Tensor) -> "OrderedDict[str, Tensor]":
+            dtype = next(self.extractor.parameters()).dtype
+            x_tile, y_tile = (t.to(dtype).div_(255.0) for t in (x_tile, y_tile))
+            if (low, high) != (0.0, 1.0):
+                x_tile, y_tile = (t.mul_(high - low).add_(low) for t in (x_tile, y_tile))
+            return self.distance_maps(x_tile, y_tile)
+
+        return self._reduce(map_tiles(maps, (x, y), self._tile_plan()), x.shape[-2:])
+
+    def _reduce(
+        self, maps: "Mapping[str, Tensor]", size: "torch.Size"
+    ) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
+        """Per-tap distance maps -> (N,) distances or (N, 1, H, W) maps, and the per-tap parts."""
         parts: OrderedDict[str, Tensor] = OrderedDict()
-        for tap, conv in self.lin.items():
-            diff = (normalize_channels(fx[tap]) - normalize_channels(fy[tap])).pow(2)
-            weighted = F.conv2d(diff, conv.weight.to(diff.dtype))  # (N, 1, h, w)
+        for tap, weighted in maps.items():
             if self.spatial:
-                parts[tap] = F.interpolate(weighted, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                parts[tap] = F.interpolate(weighted, size=size, mode="bilinear", align_corners=False)
             else:
                 parts[tap] = weighted.mean(dim=(1, 2, 3))
         total = torch.stack(list(parts.values())).sum(dim=0)
@@ -234,7 +296,7 @@ class CPIPS(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"layers={self.layers}, heads={self.heads_source!r}, input_range={self.input_range}, "
-            f"spatial={self.spatial}, per_layer={self.per_layer}"
+            f"spatial={self.spatial}, per_layer={self.per_layer}, tile={self.tile}"
         )
 
 
@@ -334,7 +396,7 @@ def metric(x: ImageLike, y: ImageLike, backbone: str | None = None, **kwargs: An
             numpy array (see :func:`as_image_tensor` for the exact conversions).
         y: same kind of image(s), same height and width.
         backbone: backbone id; ``None`` means :data:`codecloss.DEFAULT_BACKBONE`.
-        **kwargs: further :class:`CPIPS` arguments (``heads``, ``layers``, ``weights``, ...).
+        **kwargs: further :class:`CPIPS` arguments (``heads``, ``layers``, ``weights``, ``tile``, ...).
 
     Returns:
         (N,) distances (N = 1 for single images), on the device of the tensor input.

@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from codecloss._layout import is_channels_last
 from codecloss._validate import to_unit_range
 from codecloss.gdn import FrozenGDN
+from codecloss.receptive_field import ReceptiveField, receptive_field
 from codecloss.stem import FrozenStemConv2d
+from codecloss.tiling import TilePlan
 
 __all__ = ["TapInfo", "FrozenGDN", "FeatureExtractor", "freeze_analysis_transform"]
 
@@ -98,6 +100,18 @@ def tap_names(stages: Sequence[nn.Module]) -> list[str]:
     return names + ["y"]
 
 
+def _cumulative_fields(stages: Sequence[nn.Module]) -> list[tuple[ReceptiveField, ReceptiveField] | None]:
+    """Per stage, the (height, width) receptive field of its output in input pixels (``None`` once unknown)."""
+    fields: list[tuple[ReceptiveField, ReceptiveField] | None] = []
+    field: tuple[ReceptiveField, ReceptiveField] | None = (ReceptiveField(1, 0, 0), ReceptiveField(1, 0, 0))
+    for stage in stages:
+        if field is not None:
+            parts = receptive_field(stage, 0), receptive_field(stage, 1)
+            field = None if None in parts else (field[0].then(parts[0]), field[1].then(parts[1]))
+        fields.append(field)
+    return fields
+
+
 def _as_stages(g_a: nn.Module) -> nn.Sequential:
     return g_a if isinstance(g_a, nn.Sequential) else nn.Sequential(g_a)
 
@@ -136,6 +150,7 @@ class FeatureExtractor(nn.Module):
         )
         self.taps: tuple[TapInfo, ...] = self._probe(tap_names(stages))
         self._by_name = {tap.name: tap for tap in self.taps}
+        self._fields = _cumulative_fields(stages)
 
     def _probe(self, names: list[str]) -> tuple[TapInfo, ...]:
         param = next(self.stages.parameters(), None)
@@ -169,6 +184,29 @@ class FeatureExtractor(nn.Module):
                 f"layers: unknown tap {name!r} for backbone {self.backbone_id!r}; "
                 f"expected one of {self.tap_names}"
             ) from None
+
+    def receptive_field(self, name: str) -> tuple[ReceptiveField, ReceptiveField] | None:
+        """(height, width) receptive fields of a tap in input pixels, ``None`` if a stage up to it is of
+        unknown spatial behaviour (see :mod:`codecloss.receptive_field`)."""
+        return self._fields[self.tap(name).index]
+
+    def tile_plan(self, layers: Sequence[str], tile: int) -> TilePlan:
+        """Where to cut images into tiles of ``tile`` owned pixels so that the features at ``layers``
+        equal the untiled ones (see :mod:`codecloss.tiling`).
+
+        Raises:
+            ValueError: ``tile`` below the alignment of the taps, or a tap whose receptive field is unknown.
+        """
+        fields = {}
+        for name in layers:
+            field = self.receptive_field(name)
+            if field is None:
+                raise ValueError(
+                    f"tile: backbone {self.backbone_id!r} has a stage up to tap {name!r} whose receptive field "
+                    "is unknown, so it cannot be tiled exactly; use tile=None"
+                )
+            fields[name] = field
+        return TilePlan(fields, tile)
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         """Keep the frozen backbone in eval mode whatever ``mode`` is."""

@@ -406,10 +406,9 @@ def _matmul_peaks(config: BenchConfig) -> dict[str, float]:
 
 
 def _progress_bar(total: int, progress: bool | None) -> Any:
-    from tqdm.auto import tqdm
+    from codecloss._progress import progress as progress_bar
 
-    enabled = sys.stderr.isatty() if progress is None else progress
-    return tqdm(total=total, desc="codecloss bench", unit="cell", disable=not enabled, leave=False)
+    return progress_bar(None, progress, total=total, desc="codecloss bench", unit="cell", leave=False)
 
 
 def run(config: BenchConfig | None = None, progress: bool | None = None) -> BenchResult:

@@ -15,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from codecloss._progress import add_progress_argument
+
 logger = logging.getLogger(__name__)
 
 _BOTH = {"off": (False,), "on": (True,), "both": (False, True)}
@@ -62,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write the full result as JSON to PATH (no PATH or '-': print it instead of the table)")
     p.add_argument("--csv", metavar="PATH", help="write one CSV row per measurement to PATH ('-': stdout)")
     p.add_argument("--plot", metavar="PATH", help="save a PNG of time vs resolution, one line per network")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 

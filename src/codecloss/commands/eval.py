@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from codecloss._progress import add_progress_argument
 from codecloss.commands.metric import add_cpips_arguments
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="CPIPS rows only")
     p.add_argument("--json", action="store_true", help="print the tables as JSON")
     p.add_argument("--plot", metavar="PATH", help="also write a PNG bar chart")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_argument(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

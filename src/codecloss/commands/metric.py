@@ -4,6 +4,8 @@ Examples::
 
     codecloss metric ref.png distorted.png
     codecloss metric refs/ outputs/ --json --weights runs/default/g_a.pt
+    codecloss metric big_ref.png big_out.png --max-pixels 0 --tile 512    # always tiled, 512-pixel tiles
+    torchrun --nproc_per_node 4 -m codecloss metric refs/ outputs/ --json  # pairs sharded across 4 processes
 """
 
 from __future__ import annotations
@@ -16,6 +18,36 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: Images with more pixels than this are evaluated in tiles by default (``--max-pixels``).
+DEFAULT_MAX_PIXELS = 2048 * 2048
+#: Default owned tile side of tiled evaluation (``--tile``).
+DEFAULT_TILE = 1024
+
+
+def start_ranks(args: argparse.Namespace) -> tuple[int, int]:
+    """Join torchrun's process group when launched by it and quiet the ranks other than 0.
+
+    Ranks > 0 show no progress bar and log errors only; the command prints on rank 0 alone.
+
+    Returns:
+        (rank, world size), ``(0, 1)`` outside torchrun.
+    """
+    from codecloss._distributed import init_from_env
+
+    rank, world = init_from_env()
+    if rank > 0:
+        logging.getLogger().setLevel(logging.ERROR)
+        if hasattr(args, "progress"):
+            args.progress = False
+    return rank, world
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
 
 
 def parse_weights(text: str) -> str | None:
@@ -60,6 +92,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="image file or folder (same kind as A)")
     add_cpips_arguments(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"evaluate images of more than N pixels in exact overlapping tiles, in bounded memory "
+                        f"(default {DEFAULT_MAX_PIXELS} = 2048x2048; 0 tiles every image)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PIXELS",
+                   help=f"tile side when tiling, at least the deepest tap's stride (default {DEFAULT_TILE})")
     p.set_defaults(func=run)
 
 
@@ -77,31 +114,51 @@ def _pairs(a: Path, b: Path) -> list[tuple[Path, Path]]:
     return [(files_a.get(name, a / name), files_b.get(name, b / name)) for name in names]
 
 
-def run(args: argparse.Namespace) -> int:
-    """Score every pair; exit 1 if any pair failed."""
+def _score(model: Any, path_a: Path, path_b: Path, device: Any, max_pixels: int, tile: int) -> dict[str, Any]:
+    """One pair's record: ``distance``, or ``error`` when it cannot be scored."""
     import torch
 
-    from codecloss.cpips import CPIPS
-    from codecloss.evaluate.images import read_image
+    from codecloss.evaluate.images import read_image_uint8
 
+    record: dict[str, Any] = {"a": str(path_a), "b": str(path_b)}
+    try:
+        x, y = read_image_uint8(path_a), read_image_uint8(path_b)  # float copies are made tile by tile
+        model.tile = tile if x.shape[-2] * x.shape[-1] > max_pixels else None
+        with torch.no_grad():
+            record["distance"] = float(model.forward_uint8(x.to(device), y.to(device))[0])
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        record["error"] = str(err)
+    return record
+
+
+def _report(record: dict[str, Any], as_json: bool) -> None:
+    if "error" in record:
+        print(f"codecloss metric: error: {record['a']} vs {record['b']}: {record['error']}", file=sys.stderr)
+    elif not as_json:
+        print(f"{record['a']}\t{record['b']}\t{record['distance']:.6f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score every pair (sharded across ranks under torchrun); exit 1 if any pair failed."""
+    from codecloss._distributed import gather_in_order, local_device, shard
+    from codecloss.cpips import CPIPS
+
+    rank, world = start_ranks(args)
     pairs = _pairs(Path(args.a), Path(args.b))
-    device = torch.device(args.device)
-    model = CPIPS(args.backbone, layers=args.layers, weights=args.weights, heads=args.heads)
+    device = local_device(args.device)
+    model = CPIPS(args.backbone, layers=args.layers, weights=args.weights, heads=args.heads, tile=args.tile)
     model = model.to(device).requires_grad_(False).eval()
-    results: list[dict[str, Any]] = []
-    for path_a, path_b in pairs:
-        record: dict[str, Any] = {"a": str(path_a), "b": str(path_b)}
-        try:
-            x, y = read_image(path_a), read_image(path_b)
-            with torch.no_grad():
-                record["distance"] = float(model(x.to(device), y.to(device))[0])
-        except (FileNotFoundError, ValueError, TypeError) as err:
-            record["error"] = str(err)
-            print(f"codecloss metric: error: {path_a} vs {path_b}: {err}", file=sys.stderr)
-        else:
-            if not args.json:
-                print(f"{path_a}\t{path_b}\t{record['distance']:.6f}")
-        results.append(record)
+    local = []
+    for index in shard(len(pairs)):
+        local.append(_score(model, *pairs[index], device, args.max_pixels, args.tile))
+        if world == 1:  # one process: report as it goes
+            _report(local[-1], args.json)
+    results = gather_in_order(local)
+    if rank > 0:
+        return 1 if any("error" in r for r in results) else 0
+    if world > 1:
+        for record in results:
+            _report(record, args.json)
     failed = sum("error" in r for r in results)
     if args.json:
         print(json.dumps({"backbone": args.backbone, "weights": args.weights, "heads": args.heads,

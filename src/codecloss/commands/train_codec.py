@@ -5,6 +5,8 @@ Examples::
     codecloss train-codec --out runs/default --steps 60000 --num-threads 2
     codecloss train-codec --out runs/default --resume --steps 80000 --lr-drop-step 60000
     codecloss train-codec --out runs/default --export-g-a g_a.pt
+    codecloss train-codec --out runs/ft --init codecloss-small-mse --distortion ms-ssim --crop 192 --batch-size 4
+    torchrun --nproc_per_node 2 -m codecloss train-codec --out runs/ddp --batch-size 8   # 4 crops per rank
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from codecloss._progress import add_progress_argument
 
 #: Training folders used when ``--data`` is not given (relative to the working directory).
 DEFAULT_DATA_DIRS = (
@@ -108,12 +112,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", dest="data_dirs", nargs="+", metavar="DIR",
         help=f"training image folders (default: {' '.join(DEFAULT_DATA_DIRS)})",
     )
-    p.add_argument("--arch", choices=("factorized", "hyperprior"), help="FactorizedPrior or ScaleHyperprior (default factorized)")
+    p.add_argument(
+        "--arch", choices=("factorized", "hyperprior", "mean-scale"),
+        help="FactorizedPrior, ScaleHyperprior or MeanScaleHyperprior (default factorized)",
+    )
     p.add_argument("--N", type=int, help="channels N (default 64)")
     p.add_argument("--M", type=int, help="latent channels M (default 96)")
-    p.add_argument("--lmbda", type=float, help="rate-distortion lambda (default 0.0067)")
-    p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
-    p.add_argument("--crop", type=int, help="crop side, multiple of 16 (64 for hyperprior) (default 128)")
+    p.add_argument("--lmbda", type=float, help="rate-distortion lambda of the MSE term (default 0.0067)")
+    p.add_argument(
+        "--distortion", choices=("mse", "ms-ssim", "mix"),
+        help="distortion objective: lmbda*255^2*MSE, ms_ssim_lmbda*(1-MS-SSIM), or (1-w)*MSE term + w*MS-SSIM "
+        "term with w = --mix-weight; MS-SSIM needs --crop >= 161 (default mse)",
+    )
+    p.add_argument("--ms-ssim-lmbda", type=float, help="lambda of the MS-SSIM term (default 8.73, CompressAI's q3)")
+    p.add_argument("--mix-weight", type=float, help="weight of the MS-SSIM term with --distortion mix (default 0.5)")
+    p.add_argument(
+        "--init", type=_none_or(str), metavar="BACKBONE_OR_FILE",
+        help="start a fresh run from a backbone id's default weights (e.g. codecloss-small-mse) or a weights file; "
+        "parameters whose name and shape match are copied (ignored on --resume)",
+    )
+    p.add_argument(
+        "--batch-size", type=int,
+        help="crops per step; under torchrun the global batch, split evenly over the ranks (default 8)",
+    )
+    p.add_argument("--crop", type=int, help="crop side, multiple of 16 (64 for hyperprior, mean-scale) (default 128)")
     p.add_argument("--lr", type=float, help="main Adam learning rate (default 1e-3)")
     p.add_argument("--aux-lr", type=float, help="auxiliary (quantiles) Adam learning rate (default 1e-3)")
     p.add_argument("--steps", type=int, help="total steps (may be raised on --resume) (default 10000)")
@@ -126,10 +148,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-crop", type=int, help="centre-crop side of validation images (default 256)")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every K steps (default 500)")
     p.add_argument("--log-every", type=int, help="append to log.jsonl every K steps (default 50)")
-    p.add_argument("--num-threads", type=_none_or(int), help="torch threads ('none': torch default)")
+    p.add_argument("--num-threads", type=_none_or(int), help="torch threads per process ('none': torch default)")
+    p.add_argument("--device", help="cpu, cuda or cuda:K (under torchrun: cuda:LOCAL_RANK per rank) (default cpu)")
     p.add_argument("--cls-dir", type=_none_or(str), help="labelled ImageFolder tree for a joint classification head")
     p.add_argument("--cls-weight", type=float, help="weight of the classification cross-entropy (default 0.1)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
@@ -181,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:
@@ -204,7 +229,7 @@ def _eval_rd(args: argparse.Namespace) -> int:
         reference_dir = None
     result = rd.evaluate_rd(
         models, args.eval_rd, name=Path(args.out).name, max_images=args.eval_images,
-        reference_dir=reference_dir, progress=getattr(args, "progress", True),
+        reference_dir=reference_dir, progress=args.progress,
     )
     out = Path(args.out)
     (out / "rd.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from codecloss._progress import add_progress_argument
 from codecloss.commands.metric import add_cpips_arguments
 
 
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=defaults["num_workers"], help="decoding workers (default 0)")
     p.add_argument("--ckpt-every", type=int, default=defaults["ckpt_every"], help="checkpoint period in steps")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 

@@ -17,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from codecloss._progress import add_progress_argument
 from codecloss.weights import WeightSpec, WeightsError, get_weight_spec, import_weights, list_weights
 from codecloss.weights.cache import cache_dir, local_path
 from codecloss.weights.download import fetch
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = actions.add_parser("fetch", help="download entries into the cache (verified)")
     a.add_argument("names", nargs="*", metavar="NAME", help="entry names")
     a.add_argument("--all", action="store_true", help="every entry of the registry")
-    a.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_argument(a)
     a.set_defaults(func=_fetch)
 
     a = actions.add_parser("verify", help="check cached files against the registry (default: every cached entry)")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice
 from codecloss.evaluate.images import IMAGE_SUFFIXES, read_image
 from codecloss.evaluate.report import Row, Table
@@ -204,7 +204,7 @@ def _evaluate(
     batch_size: int,
     num_workers: int,
     limit: int | None,
-    progress: bool,
+    progress: bool | None,
 ) -> Table:
     chosen = find_categories(root, mode, split, categories)
     results: dict[str, dict[str, float | None]] = {s.name: {} for s in scorers}
@@ -215,8 +215,8 @@ def _evaluate(
         counts[category] = len(dataset)
         collector = DistanceCollector(scorers)
         labels = []
-        bar = tqdm(_batches(dataset, batch_size, num_workers), total=-(-len(dataset) // batch_size),
-                   desc=f"{mode}/{category}", disable=not progress, leave=False)
+        bar = progress_bar(_batches(dataset, batch_size, num_workers), progress,
+                           total=-(-len(dataset) // batch_size), desc=f"{mode}/{category}", leave=False)
         for batch in bar:
             if mode == "2afc":
                 collector.add("d0", batch["ref"], batch["p0"])
@@ -254,7 +254,7 @@ def evaluate_2afc(
     batch_size: int = 50,
     num_workers: int = 0,
     limit: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Table:
     """2AFC score per category (and their unweighted mean) for every scorer.
 
@@ -266,7 +266,7 @@ def evaluate_2afc(
         batch_size: patches per forward pass.
         num_workers: image-decoding worker processes.
         limit: score only the first ``limit`` triplets of each category.
-        progress: show a progress bar (on a terminal).
+        progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
 
     Returns:
         A :class:`~codecloss.evaluate.report.Table` (columns: categories, ``mean``).
@@ -282,7 +282,7 @@ def evaluate_jnd(
     batch_size: int = 50,
     num_workers: int = 0,
     limit: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Table:
     """JND mAP per category (and their mean) for every scorer; arguments as :func:`evaluate_2afc`."""
     return _evaluate(root, "jnd", scorers, split, categories, batch_size, num_workers, limit, progress)

@@ -5,14 +5,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from torch import Tensor
 
 from codecloss.cpips import as_image_tensor
 
-__all__ = ["IMAGE_SUFFIXES", "center_crop", "list_images", "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "center_crop", "list_images", "read_image", "read_image_uint8"]
 
 #: File suffixes treated as images (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
+
+
+def _decode(path: str | os.PathLike) -> np.ndarray:
+    """An image file as an (H, W, 3) uint8 RGB array (``convert("RGB")`` unless it is RGB already)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file {str(path)!r}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
 
 
 def read_image(path: str | os.PathLike) -> Tensor:
@@ -22,16 +37,15 @@ def read_image(path: str | os.PathLike) -> Tensor:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    return as_image_tensor(_decode(path), str(path))
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file {str(path)!r}")
-    try:
-        with Image.open(path) as image:
-            return as_image_tensor(image, str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+
+def read_image_uint8(path: str | os.PathLike) -> Tensor:
+    """Decode an image file to a (3, H, W) uint8 tensor (a quarter of the float32 memory), for
+    :meth:`codecloss.CPIPS.forward_uint8`; errors as :func:`read_image`."""
+    import torch
+
+    return torch.tensor(_decode(path)).movedim(-1, 0)  # a writable copy (PIL's arrays are read-only)
 
 
 def list_images(folder: str | os.PathLike) -> dict[str, Path]:

@@ -30,8 +30,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice
 from codecloss.evaluate.images import read_image
 from codecloss.evaluate.report import Row, Table
@@ -264,7 +264,7 @@ def evaluate_mos(
     root: str | os.PathLike,
     scorers: Sequence[ScorerOrSkipped],
     limit: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Table:
     """SRCC / PLCC / KRCC of every scorer against the dataset's subjective scores.
 
@@ -273,7 +273,7 @@ def evaluate_mos(
         root: dataset folder.
         scorers: from :func:`codecloss.evaluate.scorers.build_scorers`.
         limit: score only the first ``limit`` images (for quick looks; not comparable to full runs).
-        progress: show a progress bar (on a terminal).
+        progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
 
     Returns:
         A :class:`~codecloss.evaluate.report.Table` with columns ``SRCC, PLCC, KRCC``.
@@ -286,7 +286,7 @@ def evaluate_mos(
     items = mos_set.items[:limit]
     collector = DistanceCollector(scorers)
     references: dict[Path, Tensor] = {}
-    for item in tqdm(items, desc=layout, disable=not progress, leave=False):
+    for item in progress_bar(items, progress, desc=layout, leave=False):
         if item.reference not in references:
             references[item.reference] = read_image(item.reference).unsqueeze(0)
         reference = references[item.reference]

@@ -25,8 +25,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice, check_image
 from codecloss.evaluate.images import center_crop, list_images, read_image
 from codecloss.evaluate.report import Row, Table
@@ -147,7 +147,7 @@ def recover(
     steps: int = 300,
     lr: float = 0.05,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> RecoveryResult:
     """Minimise ``scorer``'s distance to ``reference`` over the pixels of ``x``, starting from ``init``.
 
@@ -161,7 +161,8 @@ def recover(
         steps: Adam steps K (> 0).
         lr: Adam learning rate (> 0).
         seed: seed of the starting image's noise.
-        progress: show a progress bar over the steps.
+        progress: progress bar over the steps on stderr: ``True`` always, ``False`` (default) never,
+            ``None`` only on a terminal.
 
     Returns:
         A :class:`RecoveryResult`.
@@ -181,7 +182,7 @@ def recover(
     x = start.to(scorer.device).clone().requires_grad_(True)
     sign = -1.0 if scorer.higher_is_better else 1.0
     optimizer = torch.optim.Adam([x], lr=lr)
-    for _ in tqdm(range(steps), desc=f"{scorer.name} / {init}", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), progress, desc=f"{scorer.name} / {init}", leave=False):
         optimizer.zero_grad(set_to_none=True)
         distance = sign * scorer.fn(x, target)
         if not distance.requires_grad:
@@ -285,7 +286,7 @@ def evaluate_recovery(
     lr: float = 0.05,
     seed: int = 0,
     save_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> list[Table]:
     """Reference recovery for every scorer from every starting image: one table per start.
 
@@ -305,7 +306,7 @@ def evaluate_recovery(
         seed: seed of the starting images (the same ``x_0`` for every scorer).
         save_dir: if given, write ``<init>/<metric>/<image>.png`` for every ``x_K`` and
             ``<init>/x_0/<image>.png`` for the start.
-        progress: show progress bars.
+        progress: progress bars on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
 
     Returns:
         One :class:`~codecloss.evaluate.report.Table` per start, in the order of ``inits``.

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
-from tqdm.auto import tqdm
 
 from codecloss import __version__
 from codecloss._io import append_jsonl, atomic_torch_save
+from codecloss._progress import progress as progress_bar
 from codecloss.backbones import DEFAULT_BACKBONE
 from codecloss.cpips import CPIPS
 from codecloss.evaluate.bapps import BappsDataset, find_categories
@@ -154,14 +154,14 @@ def _check_resume(saved: dict[str, Any], config: HeadTrainConfig) -> None:
         raise ValueError(f"resume: the checkpoint was trained with different settings {changed} (saved, given)")
 
 
-def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
     """Train CPIPS heads on BAPPS 2AFC and write the head file.
 
     Args:
         config: the run's settings.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (settings must match,
             except ``epochs``/``decay_epochs``/``lr``/``device``/``num_workers``/``ckpt_every``).
-        progress: show a progress bar (on a terminal).
+        progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
 
     Returns:
         ``{"head", "sha256", "epochs", "history"}``: the head path, its SHA-256, the number of
@@ -203,8 +203,7 @@ def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool = 
         remaining = Subset(dataset, order[batches_done * config.batch_size:].tolist())
         loader = DataLoader(remaining, batch_size=config.batch_size, num_workers=config.num_workers)
         sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
-        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{config.total_epochs}", disable=None if progress else True,
-                          leave=False):
+        for batch in progress_bar(loader, progress, desc=f"epoch {epoch + 1}/{config.total_epochs}", leave=False):
             ref, p0, p1 = (batch[k].to(device) for k in ("ref", "p0", "p1"))
             target = batch["judge"].to(device, torch.float32)
             d0, d1 = model(ref, p0), model(ref, p1)

@@ -12,7 +12,8 @@ codec can be compared with JPEG *per image*:
   averaged curves (cubic fit of log-rate against PSNR over the overlapping PSNR range).
 
 CompressAI's published Kodak results (``reference/compressai_kodak_rd/kodak/*.json``) are read for
-the comparison table and the plot.
+the comparison table and the plot. The curve arithmetic lives in :mod:`codecloss.train.rd_curves`
+and the markdown / plot reports in :mod:`codecloss.train.rd_report`; both are re-exported here.
 
 Example:
     >>> from codecloss.train.rd import evaluate_rd, rd_markdown
@@ -27,16 +28,18 @@ import json
 import logging
 import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
+
+from codecloss._progress import progress as progress_bar
+from codecloss.train.rd_curves import bd_rate, psnr_at_rate, rate_saving_at_equal_psnr
+from codecloss.train.rd_report import plot_rd, rd_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -140,88 +143,6 @@ def jpeg_curve(image8: torch.Tensor, qualities: Iterable[int] = DEFAULT_JPEG_QUA
     return points
 
 
-# ----------------------------------------------------------------------------- curve arithmetic
-
-
-def _monotone(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Sort by rate and keep the points where PSNR strictly increases (the usable envelope)."""
-    order = np.argsort(rates)
-    rate, psnr = np.asarray(rates, float)[order], np.asarray(psnrs, float)[order]
-    keep = [0]
-    for i in range(1, len(rate)):
-        if psnr[i] > psnr[keep[-1]]:
-            keep.append(i)
-    return rate[keep], psnr[keep]
-
-
-def _psnr_at_rate(rate: float, rates: Sequence[float], psnrs: Sequence[float]) -> float:
-    """PSNR of a curve at ``rate`` (linear in log-rate); NaN outside the curve's rate range."""
-    r, p = _monotone(rates, psnrs)
-    if not (r[0] <= rate <= r[-1]):
-        return float("nan")
-    return float(np.interp(math.log(rate), np.log(r), p))
-
-
-def _rate_at_psnr(psnr: float, rates: Sequence[float], psnrs: Sequence[float]) -> float:
-    """Rate of a curve at ``psnr`` (interpolated in log-rate); NaN outside the curve's PSNR range."""
-    r, p = _monotone(rates, psnrs)
-    if not (p[0] <= psnr <= p[-1]):
-        return float("nan")
-    return float(math.exp(np.interp(psnr, p, np.log(r))))
-
-
-def rate_saving_at_equal_psnr(
-    rate: float, psnr: float, anchor_rates: Sequence[float], anchor_psnrs: Sequence[float]
-) -> float:
-    """Rate difference (%) of one RD point against an anchor curve at the same PSNR.
-
-    Negative means the point needs fewer bits than the anchor. NaN when ``psnr`` lies outside
-    the anchor's PSNR range.
-
-    Example:
-        >>> round(rate_saving_at_equal_psnr(0.5, 30.0, [0.5, 1.0, 2.0], [28.0, 30.0, 32.0]), 6)
-        -50.0
-    """
-    anchor = _rate_at_psnr(psnr, anchor_rates, anchor_psnrs)
-    return (rate / anchor - 1) * 100 if math.isfinite(anchor) else float("nan")
-
-
-def bd_rate(
-    anchor_rates: Sequence[float],
-    anchor_psnrs: Sequence[float],
-    test_rates: Sequence[float],
-    test_psnrs: Sequence[float],
-) -> float:
-    """Bjontegaard delta-rate (%) of ``test`` against ``anchor``; negative = fewer bits.
-
-    Log-rate is fitted as a polynomial of PSNR (cubic, or of degree n-1 for curves of
-    n < 4 points) and the two fits are integrated over the overlapping PSNR range.
-
-    Example:
-        >>> rates = [0.25, 0.5, 1.0, 2.0]; psnrs = [28.0, 31.0, 34.0, 37.0]
-        >>> round(bd_rate(rates, psnrs, [r / 2 for r in rates], psnrs), 6)
-        -50.0
-    """
-    curves = []
-    for name, rates, psnrs in (("anchor", anchor_rates, anchor_psnrs), ("test", test_rates, test_psnrs)):
-        if len(rates) != len(psnrs) or len(rates) < 2:
-            raise ValueError(f"{name} curve needs >= 2 (rate, psnr) points of equal length, got {len(rates)} and {len(psnrs)}")
-        if min(rates) <= 0:
-            raise ValueError(f"{name} rates must be > 0, got {list(rates)}")
-        p, log_r = np.asarray(psnrs, float), np.log(np.asarray(rates, float))
-        curves.append((p, np.polyfit(p, log_r, min(3, len(p) - 1))))
-    low = max(curves[0][0].min(), curves[1][0].min())
-    high = min(curves[0][0].max(), curves[1][0].max())
-    if not high > low:
-        raise ValueError(f"the curves' PSNR ranges do not overlap (overlap [{low:.3f}, {high:.3f}] dB)")
-    integrals = []
-    for _, fit in curves:
-        primitive = np.polyint(fit)
-        integrals.append(np.polyval(primitive, high) - np.polyval(primitive, low))
-    mean_log_ratio = (integrals[1] - integrals[0]) / (high - low)
-    return float((math.exp(mean_log_ratio) - 1) * 100)
-
-
 # ----------------------------------------------------------------------------- references
 
 
@@ -266,7 +187,7 @@ def evaluate_rd(
     jpeg_qualities: Sequence[int] = DEFAULT_JPEG_QUALITIES,
     reference_dir: str | os.PathLike[str] | None = None,
     references: Sequence[str] = DEFAULT_REFERENCES,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate one codec (one model per RD point) on a folder with real bitstreams.
 
@@ -278,7 +199,7 @@ def evaluate_rd(
         jpeg_qualities: Pillow JPEG qualities coded per image.
         reference_dir: folder of CompressAI results JSON files (None: no published curves).
         references: file stems of ``reference_dir`` to include (missing ones are skipped with a warning).
-        progress: tqdm bar over images (only when stderr is a TTY).
+        progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
 
     Returns:
         dict with ``name``, ``images`` (file names), ``points`` (per codec model: mean ``bpp``,
@@ -305,7 +226,7 @@ def evaluate_rd(
 
     codec_per_image: list[list[dict[str, float]]] = [[] for _ in model_list]
     jpeg_per_image: list[list[dict[str, float]]] = []
-    bar = tqdm(paths, desc=f"rd {name}", disable=not (progress and sys.stderr.isatty()))
+    bar = progress_bar(paths, progress, desc=f"rd {name}")
     for path in bar:
         image8 = _load_rgb(path)
         curve = jpeg_curve(image8, qualities)
@@ -314,7 +235,7 @@ def evaluate_rd(
         for k, model in enumerate(model_list):
             point = codec_point(model, image8)
             point["image"] = path.name
-            point["jpeg_psnr_at_codec_bpp"] = _psnr_at_rate(point["bpp"], rates, psnrs)
+            point["jpeg_psnr_at_codec_bpp"] = psnr_at_rate(point["bpp"], rates, psnrs)
             point["rate_vs_jpeg_percent"] = rate_saving_at_equal_psnr(point["bpp"], point["psnr"], rates, psnrs)
             codec_per_image[k].append(point)
             logger.debug("%s %s: %.4f bpp %.2f dB", name, path.name, point["bpp"], point["psnr"])
@@ -366,93 +287,3 @@ def evaluate_rd(
         "comparison": comparison,
         "references": loaded,
     }
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def rd_markdown(result: Mapping[str, Any]) -> str:
-    """A markdown report of :func:`evaluate_rd`'s result: codec points, JPEG comparison, references."""
-    n_images = len(result["images"])
-    lines = [
-        f"Rate-distortion of **{result['name']}** on {n_images} images of `{result['image_dir']}` "
-        "(real bitstreams; PSNR/MS-SSIM on 8-bit RGB output).",
-        "",
-        "| bpp | PSNR (dB) | MS-SSIM | Pillow JPEG 4:2:0 PSNR at same bpp (dB) | images in JPEG range |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for p in result["points"]:
-        lines.append(
-            f"| {_fmt(p['bpp'], 4)} | {_fmt(p['psnr'], 2)} | {_fmt(p['ms_ssim'], 4)} "
-            f"| {_fmt(p['jpeg_psnr_at_codec_bpp'], 2)} | {p['jpeg_images_in_range']}/{n_images} |"
-        )
-    comparison = result["comparison"]
-    label = {
-        "bd-rate": "Bjontegaard delta-rate (cubic fit of log-rate vs PSNR, overlapping PSNR range, mean curves)",
-        "rate-saving-at-equal-psnr": "rate difference at equal PSNR (single RD point; JPEG rate interpolated "
-        "in log-rate at the codec's PSNR per image, averaged)",
-    }[comparison["method"]]
-    lines += [
-        "",
-        f"Versus {comparison['anchor']}: **{_fmt(comparison['value_percent'], 1)} %** rate - {label}; "
-        f"{comparison['images_used']} images used. Negative = fewer bits than the anchor."
-        + (f" ({comparison['note']})" if comparison.get("note") else ""),
-    ]
-    if result["references"]:
-        lines += [
-            "",
-            "Published CompressAI Kodak results (all 24 images"
-            + (f"; this evaluation used {n_images}, so the comparison is indicative" if n_images != 24 else "")
-            + "), at the codec's operating points:",
-            "",
-            "| reference | PSNR at codec bpp (dB) | rate difference of codec at equal PSNR (%) |",
-            "|---|---:|---:|",
-        ]
-        for stem, ref in result["references"].items():
-            if ref["psnr"] is None:
-                continue
-            cells = []
-            for p in result["points"]:
-                cells.append(
-                    (
-                        _psnr_at_rate(p["bpp"], ref["bpp"], ref["psnr"]),
-                        rate_saving_at_equal_psnr(p["bpp"], p["psnr"], ref["bpp"], ref["psnr"]),
-                    )
-                )
-            psnr_cell = " / ".join(_fmt(c[0], 2) for c in cells)
-            rate_cell = " / ".join(_fmt(c[1], 1) for c in cells)
-            lines.append(f"| {ref['name']} (`{stem}`) | {psnr_cell} | {rate_cell} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_rd(result: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a PSNR-vs-bpp plot (PNG, matplotlib Agg) of the codec, Pillow JPEG and the references."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4.8), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for stem, ref in result["references"].items():
-        if ref["psnr"] is not None:
-            axes.plot(ref["bpp"], ref["psnr"], linestyle="--", linewidth=1, marker=".", label=f"{ref['name']} (published)")
-    jpeg = result["jpeg"]["mean"]
-    axes.plot([p["bpp"] for p in jpeg], [p["psnr"] for p in jpeg], color="black", marker="x", linewidth=1, label="Pillow JPEG 4:2:0 (measured)")
-    points = result["points"]
-    axes.plot([p["bpp"] for p in points], [p["psnr"] for p in points], color="tab:red", marker="o", markersize=7, linewidth=2, label=f"{result['name']} (measured)")
-    high = max([p["bpp"] for p in points] + [1.0]) * 1.6
-    axes.set_xlim(0, high)
-    axes.set_xlabel("bits per pixel")
-    axes.set_ylabel("PSNR RGB (dB)")
-    axes.set_title(f"{len(result['images'])} images of {Path(result['image_dir']).name}")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    logger.info("wrote RD plot %s", out)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from codecloss.backbones import load_codec_state_dict
+from codecloss.checkpoints import load_codec_state_dict
 from codecloss.weights.cache import cache_dir
 from codecloss.weights.download import fetch, import_file
 from codecloss.weights.errors import DownloadError, IntegrityError, OfflineError, WeightsError
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def get_weights_file(name: str, backbone: str | None = None, *, progress: bool = True) -> Path:
+def get_weights_file(name: str, backbone: str | None = None, *, progress: bool | None = None) -> Path:
     """Resolve a registry entry to a verified local file, downloading it into the cache if needed.
 
     Works for any entry (codec checkpoints, CPIPS heads, your own files).
@@ -48,7 +48,8 @@ def get_weights_file(name: str, backbone: str | None = None, *, progress: bool =
     Args:
         name: entry name, or ``"default"`` (needs ``backbone``).
         backbone: backbone id; when given, the entry must belong to it.
-        progress: tqdm progress bar on stderr while downloading, only when stderr is a terminal.
+        progress: tqdm bar on stderr while downloading: ``True`` always, ``False`` never,
+            ``None`` (default) only when stderr is a terminal.
 
     Returns:
         Path of the verified file.

@@ -21,7 +21,6 @@ import hashlib
 import http.client
 import logging
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -31,8 +30,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from filelock import FileLock, Timeout
-from tqdm import tqdm
 
+from codecloss._progress import progress as progress_bar
 from codecloss.weights.cache import local_path
 from codecloss.weights.errors import DownloadError, IntegrityError, OfflineError
 from codecloss.weights.integrity import check_digest, file_problems, remember, verify_file
@@ -101,14 +100,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _stream_to(source: BinaryIO, spec: WeightSpec, dest: Path, announced: int | None, origin: str,
-               progress: bool) -> None:
+               progress: bool | None) -> None:
     """Copy ``source`` into ``dest`` via a temporary file, verify size and digest, then rename atomically."""
     tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.partial")
     digest, received = hashlib.sha256(), 0
     try:
-        with open(tmp, "xb") as out, tqdm(
-            total=announced or spec.size, desc=spec.filename, unit="B", unit_scale=True, unit_divisor=1024,
-            disable=not (progress and sys.stderr.isatty()),
+        with open(tmp, "xb") as out, progress_bar(
+            None, progress, total=announced or spec.size, desc=spec.filename, unit="B", unit_scale=True,
+            unit_divisor=1024,
         ) as bar:
             while chunk := source.read(_CHUNK):
                 out.write(chunk)
@@ -128,7 +127,7 @@ def _stream_to(source: BinaryIO, spec: WeightSpec, dest: Path, announced: int | 
     remember(dest, digest.hexdigest())
 
 
-def _download(spec: WeightSpec, dest: Path, urls: list[str], progress: bool) -> None:
+def _download(spec: WeightSpec, dest: Path, urls: list[str], progress: bool | None) -> None:
     timeout = _env_number("CODECLOSS_TIMEOUT", 30.0, float)
     retries = int(_env_number("CODECLOSS_RETRIES", 3, int))
     backoff = _env_number("CODECLOSS_BACKOFF", 1.0, float)
@@ -177,7 +176,7 @@ def _offline_error(spec: WeightSpec, path: Path, reason: str) -> OfflineError:
     )
 
 
-def fetch(spec: WeightSpec, *, progress: bool = True) -> Path:
+def fetch(spec: WeightSpec, *, progress: bool | None = None) -> Path:
     """Return the verified local file of ``spec``, downloading it into the cache if needed.
 
     A cached file that fails verification is moved aside to ``<file>.corrupt`` and fetched again
@@ -185,7 +184,8 @@ def fetch(spec: WeightSpec, *, progress: bool = True) -> Path:
 
     Args:
         spec: registry entry.
-        progress: show a tqdm bar on stderr when it is a terminal.
+        progress: tqdm bar on stderr: ``True`` always, ``False`` never,
+            ``None`` (default) only when stderr is a terminal.
 
     Returns:
         Path of the verified file (in the cache, or in the package for shipped assets).

@@ -22,7 +22,8 @@ from typing import Any
 from compressai.zoo.image import model_urls as _ZOO_URLS
 from torch.hub import HASH_REGEX
 
-from codecloss.backbones import CHECKPOINT_SUFFIXES, get_backbone_spec, list_backbones
+from codecloss.checkpoints import CHECKPOINT_SUFFIXES
+from codecloss.specs import get_backbone_spec, list_backbones
 
 __all__ = ["SHIPPED", "WeightSpec", "get_weight_spec", "list_weights", "register_weights"]
 

@@ -1,0 +1,147 @@
+"""The stylize grid behind docs/tasks.md: contents x styles (plus texture synthesis), every method, every judge.
+
+Methods (all with :func:`codecloss.tasks.stylize.run_stylize`'s default recipe unless named):
+
+- ``content``: the content image itself (no optimisation; for textures, uniform noise): the floor control.
+- ``codec``: the embedded default backbone, trained weights.
+- ``codec-random``: the same architecture at random initialisation (control).
+- ``vgg19-random``: Gatys' VGG19 taps at random initialisation, seed 0 (control; ImageNet weights are
+  not available here, pass ``--vgg-weights FILE`` to add ``vgg19`` with them).
+- any backbone id given with ``--backbones`` (e.g. a zoo architecture at random init).
+
+Judges (:mod:`codecloss.tasks.judges`) share nothing with any loss. The run is resumable: a cell whose
+record is in the JSON is skipped.
+
+Usage::
+
+    python benchmarks/stylize_grid.py --out runs/stylize-grid-256 --size 256 --methods content codec codec-random
+    python benchmarks/stylize_grid.py --out runs/stylize-grid-128 --size 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+from codecloss.evaluate.images import read_image
+from codecloss.tasks.judges import judge_style
+from codecloss.tasks.stylize import resize_shorter, run_stylize
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "style"
+CONTENTS = ("tubingen", "golden_gate", "lion", "hoovertowernight")
+STYLES = ("starry_night", "the_scream", "udnie", "shipwreck")
+METHODS = {
+    "codec": {},
+    "codec-random": {"weights": None},
+    "vgg19-random": {"backbone": "vgg19", "weights": None},
+}
+
+logger = logging.getLogger("stylize_grid")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--methods", nargs="+", default=["content", *METHODS])
+    parser.add_argument("--contents", nargs="+", default=list(CONTENTS))
+    parser.add_argument("--styles", nargs="+", default=list(STYLES))
+    parser.add_argument("--no-textures", action="store_true", help="skip texture synthesis (content 'none')")
+    parser.add_argument("--vgg-weights", help="torchvision VGG19 state dict: adds the method 'vgg19'")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--montage", type=Path, help="also write the grid as one picture (rows: content x style)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    methods = {name: METHODS.get(name, {"backbone": name, "weights": None}) for name in args.methods}
+    if args.vgg_weights:
+        methods["vgg19"] = {"backbone": "vgg19", "weights": args.vgg_weights}
+    args.out.mkdir(parents=True, exist_ok=True)
+    record_file = args.out / "results.json"
+    records = json.loads(record_file.read_text()) if record_file.exists() else {"size": args.size, "cells": []}
+    done = {(r["content"], r["style"], r["method"]) for r in records["cells"]}
+    contents = list(args.contents) + ([] if args.no_textures else ["none"])
+    for style in args.styles:
+        style_image = read_image(DATA / "style" / f"{style}.jpg")[None]
+        for content in contents:
+            content_image = None if content == "none" else read_image(DATA / "content" / f"{content}.jpg")[None]
+            for method, options in methods.items():
+                if (content, style, method) in done:
+                    continue
+                if method == "content":
+                    image, seconds = _control(content_image, args.size), 0.0
+                else:
+                    result = run_stylize(content_image, style_image, size=args.size, **options)
+                    image, seconds = result.image, result.seconds
+                save_image(image, args.out / f"{content}__{style}__{method}.png")
+                scores = judge_style(image, style_image, content_image)
+                records["cells"].append({"content": content, "style": style, "method": method,
+                                         "seconds": round(seconds, 2), **scores})
+                logger.info("%s %s %s %.1fs %s", content, style, method, seconds, scores)
+                record_file.write_text(json.dumps(records, indent=1))
+    records["summary"] = _summary(records["cells"])
+    record_file.write_text(json.dumps(records, indent=1))
+    print(_table(records["summary"]))
+    if args.montage:
+        _montage(args.out, contents, args.styles, list(methods), args.montage)
+
+
+def _montage(folder: Path, contents: list[str], styles: list[str], methods: list[str], path: Path) -> None:
+    """One row per (content, style): the content, the style, then each method's result, as ``path`` (JPEG/PNG)."""
+    side = 160
+    shown = [m for m in methods if m != "content"]
+    rows = []
+    for content in contents:
+        for style in styles:
+            first = torch.ones(3, side, side) if content == "none" else read_image(DATA / "content" / f"{content}.jpg")
+            tiles = [first, read_image(DATA / "style" / f"{style}.jpg")]
+            tiles += [read_image(folder / f"{content}__{style}__{m}.png") for m in shown]
+            rows += [_tile(t, side) for t in tiles]
+    save_image(torch.stack(rows), path, nrow=len(shown) + 2, padding=2, pad_value=1.0)
+
+
+def _tile(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Centre square of ``image`` resized to ``side`` x ``side``."""
+    h, w = image.shape[-2:]
+    s = min(h, w)
+    crop = image[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return F.interpolate(crop[None], size=(side, side), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def _control(content: torch.Tensor | None, size: int) -> torch.Tensor:
+    if content is None:
+        return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return resize_shorter(content, size)
+
+
+def _summary(cells: list[dict]) -> dict:
+    """Mean of each judge per method, separately for transfer and texture cells."""
+    out: dict = {}
+    for kind, keep in (("transfer", lambda c: c["content"] != "none"), ("texture", lambda c: c["content"] == "none")):
+        for method in dict.fromkeys(c["method"] for c in cells):
+            chosen = [c for c in cells if c["method"] == method and keep(c)]
+            if chosen:
+                keys = [k for k in chosen[0] if k not in ("content", "style", "method")]
+                out.setdefault(kind, {})[method] = {
+                    k: round(statistics.fmean(c[k] for c in chosen), 4) for k in keys} | {"cells": len(chosen)}
+    return out
+
+
+def _table(summary: dict) -> str:
+    lines = []
+    for kind, methods in summary.items():
+        keys = list(next(iter(methods.values())))
+        lines += [f"## {kind}", "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += [f"| {m} | " + " | ".join(str(v[k]) for k in keys) + " |" for m, v in methods.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

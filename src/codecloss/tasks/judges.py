@@ -1,0 +1,210 @@
+"""Judges of style transfer and texture synthesis that share nothing with any codecloss loss.
+
+A loss must never be scored by its own features. These measures use no codec feature:
+
+- :func:`texture_distance`: Portilla & Simoncelli texture statistics ("A Parametric Texture Model
+  Based on Joint Statistics of Complex Wavelet Coefficients", IJCV 2000) from the maintained
+  ``plenoptic`` package, per colour channel; relative error per statistic group, averaged.
+- :func:`random_vgg_gram_distance`: relative Gram-matrix error of a randomly initialised VGG19 whose
+  seed (:data:`JUDGE_SEED`) no loss uses.
+- :func:`colour_distance`: sliced Wasserstein-1 distance between the two images' RGB pixel
+  distributions (palette, no spatial structure).
+- :func:`content_ssim`: SSIM (piq) of the result to the content image (how much content is kept).
+
+All take images in [0, 1]; distances are 0 for identical images, lower is closer.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from codecloss._validate import check_image
+from codecloss.tasks.vgg import VGG19Features
+
+__all__ = [
+    "JUDGE_SEED",
+    "colour_distance",
+    "content_ssim",
+    "judge_style",
+    "random_vgg_gram_distance",
+    "texture_distance",
+]
+
+#: Seed of the judge's random VGG19; no loss, control or test in codecloss uses it.
+JUDGE_SEED = 7919
+
+_VGG_JUDGE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+_PS_MIN_SIDE = 128  # 4 scales down to 8 px, more than the 7x7 autocorrelation window
+
+
+def _matched_style(style: Tensor, like: Tensor) -> Tensor:
+    """``style`` resized so its shorter side equals ``like``'s (the scale :func:`stylize` uses)."""
+    size = min(like.shape[-2:])
+    h, w = style.shape[-2:]
+    scale = size / min(h, w)
+    target = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return F.interpolate(style, size=target, mode="bicubic", antialias=scale < 1, align_corners=False).clamp(0, 1)
+
+
+def _centre_square(x: Tensor, side: int) -> Tensor:
+    h, w = x.shape[-2:]
+    top, left = (h - side) // 2, (w - side) // 2
+    return x[..., top:top + side, left:left + side]
+
+
+@functools.lru_cache(maxsize=4)
+def _ps_model(side: int) -> Any:
+    try:
+        import plenoptic
+    except ImportError as err:  # pragma: no cover - plenoptic is a dependency of the [tasks] extra
+        raise ImportError('texture_distance needs plenoptic: pip install "codecloss[tasks]"') from err
+    return plenoptic.models.PortillaSimoncelli((side, side))
+
+
+def texture_distance(x: Tensor, reference: Tensor) -> Tensor:
+    """Portilla-Simoncelli texture-statistics distance between ``x`` and ``reference``.
+
+    The reference is resized so its shorter side equals ``x``'s; both are centre-cropped to the largest
+    common square whose side is a multiple of 32 (texture statistics are stationary). For each of
+    plenoptic's statistic groups the relative error ``||s(x) - s(r)|| / ||s(r)||`` is taken over the
+    three colour channels; the distance is the mean over groups.
+
+    Args:
+        x: (1, 3, H, W) image in [0, 1].
+        reference: (1, 3, H', W') texture or style image in [0, 1].
+
+    Returns:
+        0-dim tensor, 0 for identical images.
+
+    Example:
+        >>> t = torch.rand(1, 3, 128, 128)
+        >>> float(texture_distance(t, t))
+        0.0
+    """
+    x, reference = _judge_pair(x, reference)
+    side = min(*x.shape[-2:], *reference.shape[-2:]) // 32 * 32
+    if side < _PS_MIN_SIDE:
+        raise ValueError(f"x: texture_distance needs images of at least {_PS_MIN_SIDE} px, got {tuple(x.shape[-2:])}")
+    model = _ps_model(side)
+    with torch.no_grad():
+        stats_x = model.convert_to_dict(model(_centre_square(x, side).double().cpu()))
+        stats_r = model.convert_to_dict(model(_centre_square(reference, side).double().cpu()))
+    errors = []
+    for name, ref in stats_r.items():
+        valid = ~torch.isnan(ref)
+        diff = (stats_x[name] - ref)[valid]
+        errors.append(diff.norm() / ref[valid].norm().clamp_min(1e-12))
+    return torch.stack(errors).mean().float()
+
+
+@functools.lru_cache(maxsize=1)
+def _judge_vgg() -> VGG19Features:
+    return VGG19Features(weights=None, seed=JUDGE_SEED)
+
+
+def random_vgg_gram_distance(x: Tensor, reference: Tensor) -> Tensor:
+    """Mean relative Gram error of a random-init VGG19 (seed :data:`JUDGE_SEED`) at relu1_1 ... relu5_1.
+
+    Args:
+        x: (1, 3, H, W) image in [0, 1].
+        reference: (1, 3, H', W') style image in [0, 1], resized to ``x``'s shorter side.
+
+    Returns:
+        0-dim tensor, 0 for identical images.
+    """
+    x, reference = _judge_pair(x, reference)
+    vgg = _judge_vgg()
+    with torch.no_grad():
+        fx = vgg.extract(x.cpu(), _VGG_JUDGE_TAPS)
+        fr = vgg.extract(reference.cpu(), _VGG_JUDGE_TAPS)
+    errors = [(_gram(fx[t]) - _gram(fr[t])).pow(2).sum() / _gram(fr[t]).pow(2).sum().clamp_min(1e-30) for t in fx]
+    return torch.stack(errors).mean()
+
+
+def _gram(f: Tensor) -> Tensor:
+    n, c, h, w = f.shape
+    rows = f.reshape(n, c, h * w)
+    return rows @ rows.transpose(1, 2) / (c * h * w)
+
+
+def colour_distance(x: Tensor, reference: Tensor, projections: int = 64, quantiles: int = 256) -> Tensor:
+    """Sliced Wasserstein-1 distance between the RGB pixel distributions of two images.
+
+    Pixels are projected on ``projections`` fixed unit directions (seed :data:`JUDGE_SEED`); each
+    projection's distribution is compared at ``quantiles`` evenly spaced levels, so the images may
+    differ in size.
+
+    Args:
+        x: (1, 3, H, W) image in [0, 1].
+        reference: (1, 3, H', W') image in [0, 1].
+        projections: number of random directions.
+        quantiles: number of quantile levels compared per direction.
+
+    Returns:
+        0-dim tensor in [0, sqrt(3)], 0 for identical images.
+    """
+    x = check_image(x, "x", min_size=1).float().cpu()
+    reference = check_image(reference, "reference", min_size=1).float().cpu()
+    directions = F.normalize(torch.randn(3, projections, generator=torch.Generator().manual_seed(JUDGE_SEED)), dim=0)
+    levels = torch.linspace(0, 1, quantiles)
+
+    def profile(image: Tensor) -> Tensor:
+        return torch.quantile(image.flatten(2)[0].T @ directions, levels, dim=0)
+
+    return (profile(x) - profile(reference)).abs().mean()
+
+
+def content_ssim(x: Tensor, content: Tensor) -> Tensor:
+    """SSIM (piq, Gaussian 11x11 window, on RGB) of ``x`` to the content image, resized to ``x``'s size.
+
+    Args:
+        x: (1, 3, H, W) result in [0, 1].
+        content: (1, 3, H', W') content image in [0, 1].
+
+    Returns:
+        0-dim tensor in [-1, 1]; 1 for identical images.
+    """
+    import piq
+
+    x = check_image(x, "x").float().cpu()
+    content = check_image(content, "content").float().cpu()
+    if content.shape[-2:] != x.shape[-2:]:
+        content = F.interpolate(content, size=x.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+    return piq.ssim(x.clamp(0, 1), content.clamp(0, 1), data_range=1.0)
+
+
+def _judge_pair(x: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
+    x = check_image(x, "x").float().cpu()
+    reference = check_image(reference, "reference").float().cpu()
+    if x.shape[0] != 1 or reference.shape[0] != 1:
+        raise ValueError(f"x and reference: judges score one image each, got batches {x.shape[0]} and {reference.shape[0]}")
+    return x, _matched_style(reference, x)
+
+
+def judge_style(x: Tensor, style: Tensor, content: Tensor | None = None) -> dict[str, float]:
+    """Every judge of a stylised image (or a synthesised texture when ``content`` is ``None``).
+
+    Args:
+        x: (1, 3, H, W) result in [0, 1].
+        style: the style image.
+        content: the content image, if any.
+
+    Returns:
+        ``{"texture_ps": ..., "gram_random_vgg": ..., "colour_swd": ...}`` plus ``"content_ssim"`` with content.
+
+    Example:
+        >>> scores = judge_style(out, style_image, content_image)  # doctest: +SKIP
+    """
+    scores = {
+        "texture_ps": float(texture_distance(x, style)),
+        "gram_random_vgg": float(random_vgg_gram_distance(x, style)),
+        "colour_swd": float(colour_distance(x, style)),
+    }
+    if content is not None:
+        scores["content_ssim"] = float(content_ssim(x, content))
+    return scores
