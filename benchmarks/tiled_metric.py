@@ -52,18 +52,19 @@ def run_metric(ref: Path, out: Path, options: list[str], rss_cap_gb: float) -> d
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched, capped, sampled_peak = psutil.Process(child.pid), False, 0
-    while child.poll() is None:
+    while True:  # reap with wait4 (not Popen.poll, which would take the child's resource usage with it)
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
         try:
             rss = watched.memory_info().rss
         except psutil.NoSuchProcess:
-            break
+            rss = 0
         sampled_peak = max(sampled_peak, rss)
-        if rss > rss_cap_gb * 2**30:
+        if rss > rss_cap_gb * 2**30 and not capped:
             child.kill()
             capped = True
-            break
         time.sleep(0.05)
-    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     stdout, stderr = child.stdout.read(), child.stderr.read()
     record = {"command": " ".join(["codecloss", *command[3:]]), "seconds": round(seconds, 2),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codecloss._progress import add_progress_argument
-from codecloss.commands.metric import add_cpips_arguments
+from codecloss.commands.metric import add_cpips_arguments, start_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +111,17 @@ def _cpips_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _scorers(args: argparse.Namespace) -> list[Any]:
+    from codecloss._distributed import local_device
     from codecloss.evaluate.scorers import build_scorers
 
-    return build_scorers(_cpips_configs(args), baselines=args.baselines, device=args.device)
+    return build_scorers(_cpips_configs(args), baselines=args.baselines, device=local_device(args.device))
 
 
 def _output(args: argparse.Namespace, tables: list[Any]) -> int:
+    from codecloss._distributed import rank_and_world
+
+    if rank_and_world()[0] > 0:  # under torchrun every rank holds the tables; rank 0 prints them
+        return 0
     settings = {"backbone": args.backbone, "weights": args.weights, "heads": args.heads, "layers": args.layers}
     if args.json:
         print(json.dumps({"settings": settings, "tables": [t.to_dict() for t in tables]}, indent=2))
@@ -137,9 +142,10 @@ def run_bapps(args: argparse.Namespace) -> int:
     """``codecloss eval bapps``."""
     from codecloss.evaluate.bapps import evaluate_bapps
 
+    _, world = start_ranks(args)
     tables = evaluate_bapps(args.root, _scorers(args), modes=args.modes, split=args.split,
                             categories=args.categories, batch_size=args.batch_size, num_workers=args.num_workers,
-                            limit=args.limit, progress=args.progress)
+                            limit=args.limit, progress=args.progress, distributed=world > 1)
     return _output(args, tables)
 
 
@@ -147,8 +153,9 @@ def run_mos(args: argparse.Namespace) -> int:
     """``codecloss eval mos``."""
     from codecloss.evaluate.mos import evaluate_mos
 
+    _, world = start_ranks(args)
     return _output(args, [evaluate_mos(args.layout, args.root, _scorers(args), limit=args.limit,
-                                       progress=args.progress)])
+                                       progress=args.progress, distributed=world > 1)])
 
 
 def run_sanity(args: argparse.Namespace) -> int:

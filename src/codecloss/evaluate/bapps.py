@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from codecloss._distributed import gather_in_order, shard
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice
 from codecloss.evaluate.images import IMAGE_SUFFIXES, read_image
@@ -191,8 +192,11 @@ def find_categories(
     return [c for c in known if c in present] + [c for c in present if c not in known]
 
 
-def _batches(dataset: BappsDataset, batch_size: int, num_workers: int) -> Iterator[dict[str, Tensor]]:
-    return iter(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+def _batches(dataset: BappsDataset, batch_size: int, num_workers: int, units: range) -> Iterator[dict[str, Tensor]]:
+    """Batches number ``units`` of ``dataset`` cut in order into ``batch_size`` items."""
+    end = len(dataset)
+    sampler = [list(range(b * batch_size, min(end, (b + 1) * batch_size))) for b in units]
+    return iter(DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers))
 
 
 def _evaluate(
@@ -205,6 +209,7 @@ def _evaluate(
     num_workers: int,
     limit: int | None,
     progress: bool | None,
+    distributed: bool = False,
 ) -> Table:
     chosen = find_categories(root, mode, split, categories)
     results: dict[str, dict[str, float | None]] = {s.name: {} for s in scorers}
@@ -215,8 +220,10 @@ def _evaluate(
         counts[category] = len(dataset)
         collector = DistanceCollector(scorers)
         labels = []
-        bar = progress_bar(_batches(dataset, batch_size, num_workers), progress,
-                           total=-(-len(dataset) // batch_size), desc=f"{mode}/{category}", leave=False)
+        count = -(-len(dataset) // batch_size)
+        units = shard(count) if distributed else range(count)  # whole batches: the same numbers as one process
+        bar = progress_bar(_batches(dataset, batch_size, num_workers, units), progress,
+                           total=len(units), desc=f"{mode}/{category}", leave=False)
         for batch in bar:
             if mode == "2afc":
                 collector.add("d0", batch["ref"], batch["p0"])
@@ -225,6 +232,9 @@ def _evaluate(
             else:
                 collector.add("d", batch["p0"], batch["p1"])
                 labels.append(batch["same"])
+        if distributed:
+            collector.gather()
+            labels = gather_in_order(labels)
         label = torch.cat(labels).double().numpy()
         for name in collector.names:
             if mode == "2afc":
@@ -255,6 +265,7 @@ def evaluate_2afc(
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool | None = None,
+    distributed: bool = False,
 ) -> Table:
     """2AFC score per category (and their unweighted mean) for every scorer.
 
@@ -267,11 +278,13 @@ def evaluate_2afc(
         num_workers: image-decoding worker processes.
         limit: score only the first ``limit`` triplets of each category.
         progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
+        distributed: every rank of the initialised default process group (torchrun) scores its
+            share of the batches and all of them return the same table as one process would.
 
     Returns:
         A :class:`~codecloss.evaluate.report.Table` (columns: categories, ``mean``).
     """
-    return _evaluate(root, "2afc", scorers, split, categories, batch_size, num_workers, limit, progress)
+    return _evaluate(root, "2afc", scorers, split, categories, batch_size, num_workers, limit, progress, distributed)
 
 
 def evaluate_jnd(
@@ -283,9 +296,10 @@ def evaluate_jnd(
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool | None = None,
+    distributed: bool = False,
 ) -> Table:
     """JND mAP per category (and their mean) for every scorer; arguments as :func:`evaluate_2afc`."""
-    return _evaluate(root, "jnd", scorers, split, categories, batch_size, num_workers, limit, progress)
+    return _evaluate(root, "jnd", scorers, split, categories, batch_size, num_workers, limit, progress, distributed)
 
 
 def evaluate_bapps(

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 from torch import Tensor
 
+from codecloss._distributed import shard
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice
 from codecloss.evaluate.images import read_image
@@ -265,6 +266,7 @@ def evaluate_mos(
     scorers: Sequence[ScorerOrSkipped],
     limit: int | None = None,
     progress: bool | None = None,
+    distributed: bool = False,
 ) -> Table:
     """SRCC / PLCC / KRCC of every scorer against the dataset's subjective scores.
 
@@ -274,6 +276,8 @@ def evaluate_mos(
         scorers: from :func:`codecloss.evaluate.scorers.build_scorers`.
         limit: score only the first ``limit`` images (for quick looks; not comparable to full runs).
         progress: progress bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
+        distributed: every rank of the initialised default process group (torchrun) scores its
+            share of the images and all of them return the same table as one process would.
 
     Returns:
         A :class:`~codecloss.evaluate.report.Table` with columns ``SRCC, PLCC, KRCC``.
@@ -286,7 +290,8 @@ def evaluate_mos(
     items = mos_set.items[:limit]
     collector = DistanceCollector(scorers)
     references: dict[Path, Tensor] = {}
-    for item in progress_bar(items, progress, desc=layout, leave=False):
+    units = shard(len(items)) if distributed else range(len(items))
+    for item in progress_bar([items[i] for i in units], progress, desc=layout, leave=False):
         if item.reference not in references:
             references[item.reference] = read_image(item.reference).unsqueeze(0)
         reference = references[item.reference]
@@ -294,6 +299,8 @@ def evaluate_mos(
         if distorted.shape != reference.shape:
             raise ValueError(f"root: {str(item.distorted)!r} and its reference {str(item.reference)!r} differ in size")
         collector.add("d", distorted, reference)
+    if distributed:
+        collector.gather()
     scores = np.array([item.score for item in items])
     distortion = -scores if mos_set.higher_is_better else scores
     rows, fit_failed = [], []

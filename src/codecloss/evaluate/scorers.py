@@ -182,9 +182,11 @@ class DistanceCollector:
         self._scorers = [s for s in scorers if isinstance(s, Scorer)]
         self.skipped: dict[str, str] = {s.name: f"skipped: {s.reason}" for s in scorers if isinstance(s, Skipped)}
         self._values: dict[tuple[str, str], list[Tensor]] = {}
+        self._added: dict[str, int] = {}
 
     def add(self, key: str, x: Tensor, y: Tensor) -> None:
         """Score one batch pair with every active scorer and append the distances under ``key``."""
+        self._added[key] = self._added.get(key, 0) + 1
         for scorer in self._scorers:
             if scorer.name in self.skipped:
                 continue
@@ -195,6 +197,31 @@ class DistanceCollector:
                 self.skipped[scorer.name] = f"skipped: {err}"
                 continue
             self._values.setdefault((scorer.name, key), []).append(distances)
+
+    def gather(self) -> None:
+        """Merge the distances of every torchrun rank, in one-process order, on every rank (no-op in one process).
+
+        Each rank must have scored the units of :func:`codecloss._distributed.shard`, one :meth:`add`
+        per unit and key. A scorer skipped on any rank is skipped (with the lowest such rank's reason).
+        """
+        from codecloss._distributed import gather_in_order, rank_and_world
+
+        if rank_and_world()[1] == 1:
+            return
+        count = max(self._added.values(), default=0)
+        units = [
+            {k: v[j] for k, v in self._values.items() if k[0] not in self.skipped and j < len(v)} for j in range(count)
+        ]
+        skipped: dict[str, str] = {}
+        for part in gather_in_order([self.skipped]):  # one unit per rank: rank order
+            skipped = {**part, **skipped}
+        merged = gather_in_order(units)
+        self.skipped = skipped
+        self._values = {}
+        for unit in merged:
+            for k, value in unit.items():
+                if k[0] not in skipped:
+                    self._values.setdefault(k, []).append(value)
 
     def get(self, name: str, key: str) -> "np.ndarray | None":
         """All distances of scorer ``name`` under ``key`` (float64), or ``None`` if it was skipped."""
