@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import save_image
 
-from codecloss.evaluate.images import read_image
+from codecloss.evaluate.images import center_crop, read_image
 from codecloss.tasks.judges import judge_style
 from codecloss.tasks.stylize import resize_shorter, run_stylize
 
@@ -109,9 +109,7 @@ def _montage(folder: Path, contents: list[str], styles: list[str], methods: list
 
 def _tile(image: torch.Tensor, side: int) -> torch.Tensor:
     """Centre square of ``image`` resized to ``side`` x ``side``."""
-    h, w = image.shape[-2:]
-    s = min(h, w)
-    crop = image[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    crop = center_crop(image, min(image.shape[-2:]))
     return F.interpolate(crop[None], size=(side, side), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 

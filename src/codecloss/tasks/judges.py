@@ -23,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codecloss import gram_matrix
 from codecloss._validate import check_image
+from codecloss.evaluate.images import center_crop
+from codecloss.tasks.stylize import resize_shorter
 from codecloss.tasks.vgg import VGG19Features
 
 __all__ = [
@@ -40,21 +43,6 @@ JUDGE_SEED = 7919
 
 _VGG_JUDGE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 _PS_MIN_SIDE = 128  # 4 scales down to 8 px, more than the 7x7 autocorrelation window
-
-
-def _matched_style(style: Tensor, like: Tensor) -> Tensor:
-    """``style`` resized so its shorter side equals ``like``'s (the scale :func:`stylize` uses)."""
-    size = min(like.shape[-2:])
-    h, w = style.shape[-2:]
-    scale = size / min(h, w)
-    target = (max(size, round(h * scale)), max(size, round(w * scale)))
-    return F.interpolate(style, size=target, mode="bicubic", antialias=scale < 1, align_corners=False).clamp(0, 1)
-
-
-def _centre_square(x: Tensor, side: int) -> Tensor:
-    h, w = x.shape[-2:]
-    top, left = (h - side) // 2, (w - side) // 2
-    return x[..., top:top + side, left:left + side]
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,8 +80,8 @@ def texture_distance(x: Tensor, reference: Tensor) -> Tensor:
         raise ValueError(f"x: texture_distance needs images of at least {_PS_MIN_SIDE} px, got {tuple(x.shape[-2:])}")
     model = _ps_model(side)
     with torch.no_grad():
-        stats_x = model.convert_to_dict(model(_centre_square(x, side).double().cpu()))
-        stats_r = model.convert_to_dict(model(_centre_square(reference, side).double().cpu()))
+        stats_x = model.convert_to_dict(model(center_crop(x[0], side)[None].double()))
+        stats_r = model.convert_to_dict(model(center_crop(reference[0], side)[None].double()))
     errors = []
     for name, ref in stats_r.items():
         valid = ~torch.isnan(ref)
@@ -122,14 +110,8 @@ def random_vgg_gram_distance(x: Tensor, reference: Tensor) -> Tensor:
     with torch.no_grad():
         fx = vgg.extract(x.cpu(), _VGG_JUDGE_TAPS)
         fr = vgg.extract(reference.cpu(), _VGG_JUDGE_TAPS)
-    errors = [(_gram(fx[t]) - _gram(fr[t])).pow(2).sum() / _gram(fr[t]).pow(2).sum().clamp_min(1e-30) for t in fx]
+    errors = [(gram_matrix(fx[t]) - gram_matrix(fr[t])).pow(2).sum() / gram_matrix(fr[t]).pow(2).sum().clamp_min(1e-30) for t in fx]
     return torch.stack(errors).mean()
-
-
-def _gram(f: Tensor) -> Tensor:
-    n, c, h, w = f.shape
-    rows = f.reshape(n, c, h * w)
-    return rows @ rows.transpose(1, 2) / (c * h * w)
 
 
 def colour_distance(x: Tensor, reference: Tensor, projections: int = 64, quantiles: int = 256) -> Tensor:
@@ -183,7 +165,7 @@ def _judge_pair(x: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     reference = check_image(reference, "reference").float().cpu()
     if x.shape[0] != 1 or reference.shape[0] != 1:
         raise ValueError(f"x and reference: judges score one image each, got batches {x.shape[0]} and {reference.shape[0]}")
-    return x, _matched_style(reference, x)
+    return x, resize_shorter(reference, min(x.shape[-2:]))
 
 
 def judge_style(x: Tensor, style: Tensor, content: Tensor | None = None) -> dict[str, float]:

@@ -29,6 +29,7 @@ from codecloss import DEFAULT_BACKBONE, gram_matrix, load_backbone
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice, check_image
 from codecloss.cpips import ImageLike, as_image_tensor
+from codecloss.losses import resolve_layer_weights
 from codecloss.tasks.vgg import VGG19Features
 
 __all__ = ["OPTIMIZERS", "INITS", "StylizeResult", "default_layers", "resize_shorter", "run_stylize", "stylize"]
@@ -83,20 +84,12 @@ def _load_network(backbone: str, weights: Any, seed: int) -> Any:
 
 
 def _layer_weights(argument: str, layers: LayersArg, network: Any) -> dict[str, float]:
-    if isinstance(layers, str):
-        raise TypeError(f"{argument}: expected tap names or a mapping tap -> weight, got the string {layers!r}")
-    chosen = dict(layers) if isinstance(layers, Mapping) else {name: 1.0 for name in layers}  # type: ignore[union-attr]
-    if not chosen:
-        raise ValueError(f"{argument}: expected at least one tap, got none")
-    for name, weight in chosen.items():
-        network.tap(name)  # raises for unknown names, listing valid ones
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"{argument}: weight of {name!r} must be a number >= 0, got {weight!r}")
+    """:func:`codecloss.losses.resolve_layer_weights`, normalised to sum to 1."""
+    chosen = resolve_layer_weights(argument, layers, network)
     total = sum(chosen.values())
     if total <= 0:
-        raise ValueError(f"{argument}: at least one weight must be > 0, got {chosen}")
-    order = {name: i for i, name in enumerate(network.tap_names)}
-    return {name: chosen[name] / total for name in sorted(chosen, key=order.__getitem__)}
+        raise ValueError(f"{argument}: expected at least one tap with a weight > 0, got {chosen}")
+    return {name: weight / total for name, weight in chosen.items()}
 
 
 def resize_shorter(image: Tensor, size: int) -> Tensor:
