@@ -7,7 +7,9 @@ Methods (all with :func:`codecloss.tasks.stylize.run_stylize`'s default recipe u
 - ``codec-random``: the same architecture at random initialisation (control).
 - ``vgg19-random``: Gatys' VGG19 taps at random initialisation, seed 0 (control; ImageNet weights are
   not available here, pass ``--vgg-weights FILE`` to add ``vgg19`` with them).
-- any backbone id given with ``--backbones`` (e.g. a zoo architecture at random init).
+- any other name: that backbone id at random init (e.g. a zoo architecture).
+- ``--candidate NAME BACKBONE WEIGHTS``: a trained candidate loss network (e.g. an exported
+  ``codecloss train-codec`` run), named NAME in the results.
 
 Judges (:mod:`codecloss.tasks.judges`) share nothing with any loss. The run is resumable: a cell whose
 record is in the JSON is skipped.
@@ -16,6 +18,8 @@ Usage::
 
     python benchmarks/stylize_grid.py --out runs/stylize-grid-256 --size 256 --methods content codec codec-random
     python benchmarks/stylize_grid.py --out runs/stylize-grid-128 --size 128
+    python benchmarks/stylize_grid.py --out runs/stylize-grid-256 --methods content codec \
+        --candidate wide bmshj2018-factorized-mse-q1 runs/candidates/wide.pth
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ def main() -> None:
     parser.add_argument("--styles", nargs="+", default=list(STYLES))
     parser.add_argument("--no-textures", action="store_true", help="skip texture synthesis (content 'none')")
     parser.add_argument("--vgg-weights", help="torchvision VGG19 state dict: adds the method 'vgg19'")
+    parser.add_argument("--candidate", nargs=3, action="append", default=[], metavar=("NAME", "BACKBONE", "WEIGHTS"),
+                        help="adds the method NAME: BACKBONE with the weights file WEIGHTS (repeatable)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--montage", type=Path, help="also write the grid as one picture (rows: content x style)")
     args = parser.parse_args()
@@ -63,6 +69,8 @@ def main() -> None:
     methods = {name: METHODS.get(name, {"backbone": name, "weights": None}) for name in args.methods}
     if args.vgg_weights:
         methods["vgg19"] = {"backbone": "vgg19", "weights": args.vgg_weights}
+    for name, backbone, weights in args.candidate:
+        methods[name] = {"backbone": backbone, "weights": weights}
     args.out.mkdir(parents=True, exist_ok=True)
     record_file = args.out / "results.json"
     records = json.loads(record_file.read_text()) if record_file.exists() else {"size": args.size, "cells": []}

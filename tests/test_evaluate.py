@@ -13,7 +13,7 @@ from PIL import Image
 
 from codecloss.backbones import DEFAULT_BACKBONE
 from codecloss.cli import main
-from codecloss.evaluate import bapps, mos, sanity
+from codecloss.evaluate import bapps, equal_mse, mos, sanity
 from codecloss.evaluate.report import Row, Table, plot_tables
 from codecloss.evaluate.scorers import (
     DistanceCollector,
@@ -255,6 +255,45 @@ def test_distortions_grow_with_level(kind):
     assert all(a < b for a, b in zip(errors, errors[1:])), errors
     with pytest.raises(ValueError, match="kind"):
         sanity.distort(image, "swirl", 1.0)
+
+
+@pytest.mark.parametrize("kind", [*equal_mse.BENIGN, *equal_mse.HARMFUL])
+def test_match_mse_hits_the_target(kind):
+    image = torch.from_numpy(smooth_image(np.random.default_rng(1), 48)).permute(2, 0, 1).float()
+    noise = torch.randn_like(image)
+    low, high = {**equal_mse.BENIGN, **equal_mse.HARMFUL}[kind]
+    out = equal_mse.match_mse(lambda s: sanity.distort(image, kind, s, noise), image, 2e-3, low, high)
+    assert float((out - image).pow(2).mean()) == pytest.approx(2e-3, rel=1e-3)
+    assert equal_mse.match_mse(lambda s: sanity.distort(image, kind, s, noise), image, 10.0, low, high) is None
+
+
+def test_evaluate_equal_mse_scores_pairs_at_equal_mse(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_png(tmp_path / f"img{i}.png", smooth_image(rng, 48) + 0.05 * rng.random((48, 48, 3)))
+
+    def residual_spread(x, y):  # blind to brightness shifts by construction
+        r = x - y
+        return (r - r.mean(dim=(1, 2, 3), keepdim=True)).abs().mean(dim=(1, 2, 3))
+
+    scorers = [Scorer("spread", residual_spread), *baseline_scorers()[:1]]
+    table = equal_mse.evaluate_equal_mse(tmp_path, scorers, images=None, crop=None, psnrs=(26.0,))
+    assert table.columns == ["mean<noise", "mean<blur", "mean<jpeg", "contrast<noise", "contrast<blur",
+                             "contrast<jpeg", "overall"]
+    rows = {r.name: r.values for r in table.rows}
+    assert rows["spread"]["mean<noise"] == rows["spread"]["mean<jpeg"] == 1.0
+    assert 0.25 <= rows["PSNR"]["overall"] <= 0.75  # equal MSE: PSNR can only guess
+    assert table.meta["unmatched"] == [] and table.meta["pairs"] == 2 * 6
+    with pytest.raises(ValueError, match="psnrs"):
+        equal_mse.evaluate_equal_mse(tmp_path, scorers, psnrs=())
+
+
+def test_cli_eval_equal_mse(tmp_path, capsys, no_hub_weights):
+    save_png(tmp_path / "a.png", smooth_image(np.random.default_rng(0), 32) + 0.05)
+    assert main(["eval", "equal-mse", "--root", str(tmp_path), "--crop", "0", "--psnr", "27",
+                 "--weights", "none", "--no-baselines", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)["tables"][0]
+    assert table["meta"]["psnrs"] == [27.0] and "contrast<blur" in table["columns"]
 
 
 def test_pair_agreement():

@@ -147,6 +147,28 @@ def test_frozen_gdn_replaces_every_forward_gdn_and_leaves_source_untouched() -> 
     assert all(p.requires_grad for p in codec.g_a.parameters())
 
 
+@pytest.mark.parametrize("backbone", PARITY_BACKBONES)
+def test_input_gradients_equal_compressai_g_a(backbone: str) -> None:
+    """Backward through every tap works and matches autograd through CompressAI's own g_a.
+
+    cheng2020's ResidualBlockWithStride adds its skip branch to the GDN output in place, which
+    once broke the frozen GDN's saved output ("modified by an inplace operation").
+    """
+    codec = _perturbed_codec(backbone).double()
+    extractor = FeatureExtractor(codec.g_a, backbone_id=backbone).double()
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    sum(f.square().sum() for f in extractor(ours, extractor.tap_names).values()).backward()
+    taps = {}
+    hooks = [stage.register_forward_hook(lambda _m, _i, out, i=i: taps.__setitem__(i, out.clone()))
+             for i, stage in enumerate(codec.g_a)]
+    codec.g_a(theirs)
+    for hook in hooks:
+        hook.remove()
+    sum(taps[t.index].square().sum() for t in extractor.taps).backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_frozen_gdn_gradient_equals_compressai(channels_last: bool) -> None:
     """The hand-written backward matches autograd through CompressAI's GDN (float64), and gradcheck passes."""

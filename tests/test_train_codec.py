@@ -276,8 +276,43 @@ def test_init_copies_matching_weights_across_architectures(images, tmp_path):
         assert {k.split(".")[0] for k in copied} >= {"g_a", "g_s"}
         assert not any(k.startswith(("h_a", "h_s")) for k in copied)
         torch.testing.assert_close(model.state_dict()["g_a.0.weight"], trained["g_a.0.weight"])
-    with pytest.raises(ValueError, match="init: .* no g_a weights that fit"):
+    with pytest.raises(ValueError, match="init: .* no g_a weights that fit.*needs widen=True"):
         initialize_from(build_model("factorized", 24, 16), exported)
+
+
+@pytest.mark.parametrize("arch", ["factorized", "mean-scale"])
+def test_widen_init_preserves_the_source_function(arch, tmp_path):
+    """A wider model started with widen=True computes the source's latents and reconstruction exactly."""
+    source = tmp_path / "source"
+    images = _write_pngs(tmp_path / "big", 1, seed=4, size=(72, 72))
+    train(_config(images, source, arch=arch, crop=64, batch_size=1, steps=1))
+    exported = export_codec(source, tmp_path / "source.pth").path
+    narrow = build_model(arch, 16, 16)
+    initialize_from(narrow, exported)
+    wide = build_model(arch, 24, 20)
+    copied = initialize_from(wide, exported, widen=True)
+    assert "g_a.0.weight" in copied and "g_s.6.weight" in copied
+    narrow.eval(), wide.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y_narrow, y_wide = narrow.g_a(x), wide.g_a(x)
+        torch.testing.assert_close(y_wide[:, :16], y_narrow, rtol=1e-5, atol=1e-6)
+        assert y_wide[:, 16:].abs().sum() > 0  # the new channels are live, not dead
+        y_hat = torch.cat([y_narrow.round(), y_wide[:, 16:].round()], 1)
+        torch.testing.assert_close(wide.g_s(y_hat), narrow.g_s(y_narrow.round()), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no g_a weights that fit"):  # narrower than the source: never
+        initialize_from(build_model(arch, 8, 16), exported, widen=True)
+
+
+def test_cli_init_widen_reaches_the_config(images, tmp_path):
+    source = tmp_path / "source"
+    train(_config(images, source, steps=1))
+    exported = export_codec(source, tmp_path / "source.pth").path
+    out = tmp_path / "wide"
+    assert cli.main(["train-codec", "--out", str(out), "--data", str(images), "--val-dir", "none", "--N", "24",
+                     "--M", "16", "--crop", "32", "--batch-size", "2", "--steps", "1", "--init", exported,
+                     "--init-widen", "--no-progress"]) == 0
+    assert load_config(out).init_widen is True
 
 
 def test_init_from_embedded_default_and_resume_ignores_init(tmp_path):

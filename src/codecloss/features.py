@@ -66,7 +66,8 @@ def freeze_analysis_transform(g_a: nn.Module) -> nn.Module:
 def _replace_gdn(module: nn.Module) -> None:
     for name, child in module.named_children():
         if type(child) is GDN and not child.inverse:
-            setattr(module, name, FrozenGDN.from_gdn(child))
+            # ResidualBlockWithStride adds its skip branch to the GDN output in place (out += identity)
+            setattr(module, name, FrozenGDN.from_gdn(child, output_modified=isinstance(module, ResidualBlockWithStride)))
         else:
             _replace_gdn(child)
 

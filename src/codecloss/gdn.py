@@ -26,25 +26,32 @@ class FrozenGDN(nn.Module):
     (first-order gradients only) run per pixel chunk, so on CPU their element-wise
     work stays in cache and allocates only the tensors that outlive the call.
 
+    Args:
+        beta, gamma: the evaluated (non-negative) parameters.
+        output_modified: the consumer changes the output in place (CompressAI's
+            ``ResidualBlockWithStride`` adds its skip branch with ``+=``), so the backward
+            pass keeps the input instead of the output and recomputes ``y = x r`` from it.
+
     Example:
         >>> gdn = FrozenGDN.from_gdn(GDN(8))
         >>> gdn(torch.rand(1, 8, 4, 4)).shape
         torch.Size([1, 8, 4, 4])
     """
 
-    def __init__(self, beta: Tensor, gamma: Tensor) -> None:
+    def __init__(self, beta: Tensor, gamma: Tensor, output_modified: bool = False) -> None:
         super().__init__()
+        self.output_modified = output_modified
         channels = beta.numel()
         self.register_buffer("beta", beta.detach().clone())
         self.register_buffer("gamma", gamma.detach().reshape(channels, channels).clone())
 
     @classmethod
-    def from_gdn(cls, gdn: GDN) -> "FrozenGDN":
-        """Freeze a (forward, not inverse) CompressAI GDN layer."""
+    def from_gdn(cls, gdn: GDN, output_modified: bool = False) -> "FrozenGDN":
+        """Freeze a (forward, not inverse) CompressAI GDN layer (``output_modified`` as in the class)."""
         if gdn.inverse or type(gdn) is not GDN:
             raise TypeError(f"gdn: expected a forward compressai.layers.GDN, got {gdn!r}")
         with torch.no_grad():
-            return cls(gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma))
+            return cls(gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma), output_modified)
 
     def forward(self, x: Tensor, inplace: bool = False) -> Tensor:
         """Normalise ``x`` (N, C, H, W).
@@ -59,7 +66,8 @@ class FrozenGDN(nn.Module):
         """
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.to(dtype), inplace)
+            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.to(dtype),
+                                     inplace and not self.output_modified, self.output_modified)
         return out.to(x.dtype)
 
 
@@ -74,11 +82,12 @@ class _GDNFunction(torch.autograd.Function):
     ``dL/dx = g r - (y / r) (gamma^T (g y r^2))``.
 
     It saves the output ``y`` and ``r``, not the input: the next convolution keeps ``y`` alive
-    anyway, so the input can be freed (or overwritten, ``inplace``).
+    anyway, so the input can be freed (or overwritten, ``inplace``). With ``save_input`` it saves
+    ``x`` and ``r`` instead (for consumers that modify ``y`` in place) and recomputes ``y = x r``.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor, inplace: bool) -> Tensor:
+    def forward(ctx: Any, x: Tensor, beta: Tensor, gamma: Tensor, inplace: bool, save_input: bool) -> Tensor:
         source = dense(x)
         inplace = inplace and source is x
         y = x if inplace else torch.empty_like(source)
@@ -94,20 +103,22 @@ class _GDNFunction(torch.autograd.Function):
         if inplace:
             ctx.mark_dirty(x)
         if keep_norm:
-            ctx.save_for_backward(y, r, gamma)
+            ctx.save_input = save_input
+            ctx.save_for_backward(source if save_input else y, r, gamma)
         return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        y, r, gamma = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=memory_format_of(y))
-        grad_x = torch.empty_like(y)
-        g_rows, y_rows, r_rows, out_rows = (_rows(t) for t in (grad, y, r, grad_x))
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        saved, r, gamma = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=memory_format_of(saved))
+        grad_x = torch.empty_like(saved)
+        g_rows, saved_rows, r_rows, out_rows = (_rows(t) for t in (grad, saved, r, grad_x))
         gamma_b = gamma.expand(g_rows.shape[0], -1, -1)
         for part in chunks(g_rows):
-            y_part, r_part = y_rows[:, part], r_rows[:, part]
+            r_part = r_rows[:, part]
+            y_part = saved_rows[:, part] * r_part if ctx.save_input else saved_rows[:, part]
             u = torch.mul(g_rows[:, part], r_part, out=out_rows[:, part])
             mixed = torch.bmm((u * y_part).mul_(r_part), gamma_b)
             u.addcdiv_(mixed.mul_(y_part), r_part, value=-1)
-        return grad_x, None, None, None
+        return grad_x, None, None, None, None

@@ -1,4 +1,4 @@
-"""``codecloss eval bapps|mos|sanity|recovery``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
+"""``codecloss eval bapps|mos|sanity|equal-mse|recovery``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     codecloss eval mos --layout tid2013 --root data/tid2013 --json
     codecloss eval sanity --weights runs/default/g_a.pt none --images 6
     codecloss eval recovery --weights default none --images 3 --crop 128 --steps 300
+    codecloss eval equal-mse --weights default none --images 24 --psnr 24 28
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``eval`` subcommand and its ``bapps``, ``mos``, ``sanity`` and ``recovery`` modes."""
+    """Add the ``eval`` subcommand and its ``bapps``, ``mos``, ``sanity``, ``equal-mse`` and ``recovery`` modes."""
     p = subparsers.add_parser(
         "eval",
         help="evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks, reference recovery)",
@@ -77,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and of random-init backbones (default 0)")
     _add_common(s)
     s.set_defaults(func=run_sanity)
+
+    e = modes.add_parser("equal-mse", help="benign (brightness, contrast) vs harmful (noise, blur, JPEG) at equal MSE",
+                         description="Sanity check (not human agreement; Wang & Bovik 2009): at each PSNR level, "
+                                     "the JPEG quality closest to it fixes the MSE and a brightness shift, a contrast "
+                                     "stretch, Gaussian noise and Gaussian blur are each set to that MSE; reports the "
+                                     "fraction of (benign, harmful) pairs where the benign change is closer.")
+    e.add_argument("--root", default=DEFAULT_KODAK, help=f"clean held-out images (default {DEFAULT_KODAK})")
+    e.add_argument("--images", type=int, default=24, help="first N images (default 24)")
+    e.add_argument("--crop", type=int, default=256, help="centre crop side, 0 for full images (default 256)")
+    e.add_argument("--psnr", type=float, nargs="+", default=[24.0, 28.0], help="PSNR levels in dB (default 24 28)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the noise and of random-init backbones (default 0)")
+    _add_common(e)
+    e.set_defaults(func=run_equal_mse)
 
     r = modes.add_parser("recovery", help="reference recovery: minimise d(x, ref) from noise or blur (blind spots)",
                          description="Blind-spot check (Ding et al., IJCV 2021), not human agreement: starting "
@@ -170,6 +184,18 @@ def run_sanity(args: argparse.Namespace) -> int:
     if args.csiq.lower() != "none":
         tables.append(evaluate_ordered_subset(args.csiq, scorers))
     return _output(args, tables)
+
+
+def run_equal_mse(args: argparse.Namespace) -> int:
+    """``codecloss eval equal-mse``."""
+    import torch
+
+    from codecloss.evaluate.equal_mse import evaluate_equal_mse
+
+    torch.manual_seed(args.seed)  # random-init backbones (--weights none) draw from the global generator
+    table = evaluate_equal_mse(args.root, _scorers(args), images=args.images, crop=args.crop or None,
+                               psnrs=args.psnr, seed=args.seed)
+    return _output(args, [table])
 
 
 def run_recovery(args: argparse.Namespace) -> int:

@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="feature-loss input-gradient norm as a multiple of L1's at init (default 1)")
     p.add_argument("--vgg-weights", default=None, metavar="FILE",
                    help="torchvision VGG19 ImageNet state dict for the vgg19 loss (default: random init)")
+    p.add_argument("--codec-backbone", default=None, metavar="ID",
+                   help="backbone of the codec and codec-random losses (default: codecloss.DEFAULT_BACKBONE)")
+    p.add_argument("--codec-weights", default="default", metavar="WEIGHTS",
+                   help="weights of the codec loss: 'default', a registry name or a file (default 'default')")
     p.add_argument("--checkpoint-every", type=int, default=25, help="steps between checkpoints (default 25)")
     p.add_argument("--save-images", action="store_true", help="save every SR output as PNG under OUT/<loss>/images/")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         losses=args.losses, steps=args.steps, eval_dirs=args.eval_dirs, out=args.out, train_dir=args.train_dir,
         batch=args.batch, patch=args.patch, channels=args.channels, blocks=args.blocks, lr=args.lr, seed=args.seed,
         balance=args.balance, vgg_weights=args.vgg_weights, checkpoint_every=args.checkpoint_every,
-        save_images=args.save_images,
+        save_images=args.save_images, codec_weights=args.codec_weights,
+        **({"codec_backbone": args.codec_backbone} if args.codec_backbone else {}),
     )
     result = run_study(config, progress=args.progress)
     print(json.dumps(result, indent=2) if args.json else _table(result))

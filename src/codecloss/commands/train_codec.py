@@ -132,6 +132,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "parameters whose name and shape match are copied (ignored on --resume)",
     )
     p.add_argument(
+        "--init-widen", action="store_true",
+        help="with --init: a narrower source (smaller --N/--M) fills the leading channels, function-preserving",
+    )
+    p.add_argument(
         "--batch-size", type=int,
         help="crops per step; under torchrun the global batch, split evenly over the ranks (default 8)",
     )

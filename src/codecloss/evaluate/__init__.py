@@ -2,7 +2,8 @@
 
 Modules: :mod:`~codecloss.evaluate.scorers` (CPIPS and baselines as distances),
 :mod:`~codecloss.evaluate.bapps`, :mod:`~codecloss.evaluate.mos`,
-:mod:`~codecloss.evaluate.sanity`, :mod:`~codecloss.evaluate.recovery` (blind spots),
+:mod:`~codecloss.evaluate.sanity`, :mod:`~codecloss.evaluate.equal_mse` (benign vs harmful changes at
+equal MSE), :mod:`~codecloss.evaluate.recovery` (blind spots),
 :mod:`~codecloss.evaluate.report` (tables, JSON, plots).
 
 Example:
@@ -12,6 +13,7 @@ Example:
 """
 
 from codecloss.evaluate.bapps import evaluate_2afc, evaluate_bapps, evaluate_jnd, score_2afc, score_jnd
+from codecloss.evaluate.equal_mse import evaluate_equal_mse
 from codecloss.evaluate.mos import correlations, evaluate_mos
 from codecloss.evaluate.recovery import RecoveryResult, evaluate_recovery, recover, recovery_scorers
 from codecloss.evaluate.report import Row, Table, plot_tables
@@ -30,6 +32,7 @@ __all__ = [
     "cpips_scorer",
     "evaluate_2afc",
     "evaluate_bapps",
+    "evaluate_equal_mse",
     "evaluate_jnd",
     "evaluate_mos",
     "evaluate_ordered_subset",

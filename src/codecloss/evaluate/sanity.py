@@ -30,7 +30,7 @@ from codecloss.evaluate.images import center_crop, list_images, read_image
 from codecloss.evaluate.report import Row, Table
 from codecloss.evaluate.scorers import DistanceCollector, ScorerOrSkipped
 
-__all__ = ["DISTORTIONS", "distort", "evaluate_ordered_subset", "evaluate_synthetic", "pair_agreement"]
+__all__ = ["DISTORTIONS", "distort", "evaluate_ordered_subset", "evaluate_synthetic", "pair_agreement", "pair_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ def distort(image: Tensor, kind: str, level: float, noise: Tensor | None = None)
 
     Args:
         image: the clean image.
-        kind: a key of :data:`DISTORTIONS`.
-        level: its strength (see :data:`DISTORTIONS` for the meaning per kind).
+        kind: a key of :data:`DISTORTIONS`, or ``"mean"`` (the same offset ``level`` added to
+            every channel, a brightness change).
+        level: its strength (see :data:`DISTORTIONS` for the meaning per kind; ``"contrast"``
+            levels above 1 stretch instead of reduce).
         noise: standard normal field of the image's shape for ``"noise"`` (reusing one field makes
             the levels nested); drawn fresh when ``None``.
 
@@ -84,11 +86,13 @@ def distort(image: Tensor, kind: str, level: float, noise: Tensor | None = None)
         out = _jpeg(image, int(level))
     elif kind == "color":
         out = image + level * _COLOR_DIRECTION.to(image)
+    elif kind == "mean":
+        out = image + level
     elif kind == "contrast":
         mean = image.mean(dim=(1, 2), keepdim=True)
         out = mean + level * (image - mean)
     else:
-        raise ValueError(f"kind: got {kind!r}, expected one of {list(DISTORTIONS)}")
+        raise ValueError(f"kind: got {kind!r}, expected one of {[*DISTORTIONS, 'mean']}")
     return out.clamp(0, 1)
 
 
@@ -117,7 +121,7 @@ def pair_agreement(distances: Sequence[float], targets: Sequence[float]) -> tupl
     return agree, total
 
 
-def _rows(
+def pair_rows(
     collector: DistanceCollector, groups: dict[str, list[tuple[str, Sequence[float]]]], columns: list[str]
 ) -> list[Row]:
     """Rows of pair-agreement fractions: per group (column) and overall, from keys -> targets."""
@@ -191,7 +195,7 @@ def evaluate_synthetic(
         logger.info("scored %s", path.name)
     shape = "full" if crop is None else f"{crop}x{crop} centre crops"
     table = Table(f"synthetic distortions on {len(files)} images ({shape}): fraction of level pairs ordered correctly",
-                  [*kinds, "overall"], _rows(collector, groups, [*kinds, "overall"]))
+                  [*kinds, "overall"], pair_rows(collector, groups, [*kinds, "overall"]))
     table.meta = {"root": str(root), "images": [p.name for p in files], "crop": crop, "seed": seed,
                   "levels": {k: list(DISTORTIONS[k]) for k in kinds}}
     return table
@@ -250,7 +254,7 @@ def evaluate_ordered_subset(root: str | os.PathLike, scorers: Sequence[ScorerOrS
         groups[kind] = [(kind, [score for _, score in items])]
     columns = [*by_type, "overall"]
     table = Table(f"{root.name}: fraction of pairs ordered as DMOS within each distortion type", columns,
-                  _rows(collector, groups, columns))
+                  pair_rows(collector, groups, columns))
     table.meta = {"root": str(root), "pseudo_references": references,
                   "counts": {kind: len(items) for kind, items in by_type.items()}}
     return table

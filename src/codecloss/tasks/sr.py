@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecloss import CPIPS
+from codecloss import CPIPS, DEFAULT_BACKBONE
 from codecloss._io import append_jsonl, atomic_torch_save
 from codecloss._progress import progress as progress_bar
 from codecloss.bench.measure import peak_memory_mb
@@ -67,6 +67,8 @@ class StudyConfig:
         seed: seed of the network init, the data order and random feature networks.
         balance: feature-loss weight = ``balance`` x (L1 gradient norm / feature-loss gradient norm) at init.
         vgg_weights: torchvision VGG19 ImageNet state dict for ``vgg19`` (``None``: random init).
+        codec_backbone: backbone id of the ``codec`` and ``codec-random`` losses.
+        codec_weights: weights of the ``codec`` loss: ``"default"``, a registry name or a file.
         checkpoint_every: steps per interleaved chunk (and between checkpoints).
         save_images: write every SR output as PNG under ``out/<loss>/images/<dataset>/``.
     """
@@ -84,6 +86,8 @@ class StudyConfig:
     seed: int = 0
     balance: float = 1.0
     vgg_weights: str | None = None
+    codec_backbone: str = DEFAULT_BACKBONE
+    codec_weights: str = "default"
     checkpoint_every: int = 25
     save_images: bool = False
     _names: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
@@ -127,7 +131,8 @@ class StudyConfig:
 
     def fixed(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoints it continues."""
-        keys = ("train_dir", "batch", "patch", "channels", "blocks", "lr", "seed", "balance", "vgg_weights")
+        keys = ("train_dir", "batch", "patch", "channels", "blocks", "lr", "seed", "balance", "vgg_weights",
+                "codec_backbone", "codec_weights")
         return {k: getattr(self, k) for k in keys} | {"scale": SCALE}
 
 
@@ -189,7 +194,8 @@ def _calibrate(trainee: _Trainee, sampler: CropSampler, balance: float) -> None:
 
 
 def _load_trainee(config: StudyConfig, name: str, sampler: CropSampler) -> _Trainee:
-    feature_loss, info = build_feature_loss(name, config.seed, config.vgg_weights)
+    feature_loss, info = build_feature_loss(name, config.seed, config.vgg_weights,
+                                            config.codec_backbone, config.codec_weights)
     net = _new_net(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.99))
     trainee = _Trainee(name, net, optimizer, feature_loss, info)

@@ -26,8 +26,8 @@ __all__ = ["CODEC_LAYERS", "LOSS_NAMES", "VGG19FeatureL1", "build_feature_loss",
 #: Loss names the study knows, with the frozen network each adds to L1 (``None``: L1 alone).
 LOSS_NAMES: dict[str, str | None] = {
     "l1": None,
-    "codec": "codec (default backbone, embedded trained weights)",
-    "codec-random": "codec (default backbone architecture, random init)",
+    "codec": "codec (--codec-backbone, default: the embedded default, trained weights)",
+    "codec-random": "codec (--codec-backbone architecture, random init)",
     "hyperprior-random": "codec (bmshj2018-hyperprior-mse-q3 architecture, random init)",
     "vgg19": "VGG19 conv5_4 before ReLU (ESRGAN), random init unless --vgg-weights",
 }
@@ -64,13 +64,21 @@ class VGG19FeatureL1(nn.Module):
         return content_loss(fx, fy, "l1").mean()
 
 
-def build_feature_loss(name: str, seed: int, vgg_weights: str | os.PathLike | None = None) -> tuple[nn.Module | None, dict[str, Any]]:
+def build_feature_loss(
+    name: str,
+    seed: int,
+    vgg_weights: str | os.PathLike | None = None,
+    codec_backbone: str = DEFAULT_BACKBONE,
+    codec_weights: str = "default",
+) -> tuple[nn.Module | None, dict[str, Any]]:
     """The frozen feature loss that ``name`` adds to L1, and a description of it.
 
     Args:
         name: a key of :data:`LOSS_NAMES`.
         seed: seed of any random initialisation.
         vgg_weights: ImageNet VGG19 weights for ``"vgg19"`` (``None``: random init).
+        codec_backbone: backbone of ``"codec"`` and ``"codec-random"``.
+        codec_weights: weights of ``"codec"`` (``"default"``, a registry name or a file).
 
     Returns:
         ``(loss module or None for "l1", description dict)``.
@@ -83,13 +91,13 @@ def build_feature_loss(name: str, seed: int, vgg_weights: str | os.PathLike | No
         vgg = VGG19FeatureL1(vgg_weights, seed)
         return vgg, {"feature_loss": LOSS_NAMES[name], "network": "torchvision vgg19, ImageNet-normalised input",
                      "layers": ["conv5_4 (before ReLU)"], "criterion": "l1", "weights": vgg.weights_source}
-    backbone = "bmshj2018-hyperprior-mse-q3" if name == "hyperprior-random" else DEFAULT_BACKBONE
+    backbone = "bmshj2018-hyperprior-mse-q3" if name == "hyperprior-random" else codec_backbone
     trained = name == "codec"
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # weights=None warns; the description says so
-        module = CodecPerceptualLoss(backbone, layers=CODEC_LAYERS, weights="default" if trained else None, content="l1")
-    source = "default (embedded trained weights)" if trained else f"random init (torch.manual_seed({seed}))"
+        module = CodecPerceptualLoss(backbone, layers=CODEC_LAYERS, weights=codec_weights if trained else None, content="l1")
+    source = f"{codec_weights} (trained weights)" if trained else f"random init (torch.manual_seed({seed}))"
     return module, {"feature_loss": LOSS_NAMES[name], "network": backbone, "layers": dict(CODEC_LAYERS),
                     "criterion": "l1", "weights": source}
 

@@ -201,7 +201,7 @@ def _train(
 
     model = build_model(config.arch, config.N, config.M)
     if ckpt is None and config.init is not None:
-        initialize_from(model, config.init)
+        initialize_from(model, config.init, widen=config.init_widen)
     model.to(device).train()
     if ctx.rank > 0:  # every rank starts from the same weights; its own quantisation noise from here on
         torch.manual_seed(config.seed + ctx.rank)

@@ -47,6 +47,8 @@ class TrainConfig:
             Every parameter whose name and shape match is copied, the rest keeps its random init
             (so a hyperprior model can start from a factorized model's ``g_a``/``g_s``); ignored
             when resuming. None: random init.
+        init_widen: also copy a *narrower* ``init`` (smaller ``N``/``M``) into the leading channels,
+            function-preserving (see :func:`codecloss.train.model.initialize_from`).
         batch_size, crop: random crops per step and their side (multiple of 16, or 64 for the
             hyperprior models; at least 161 for objectives with MS-SSIM). Under ``torchrun``
             ``batch_size`` is the *global* batch: each of the W ranks draws ``batch_size / W``
@@ -82,6 +84,7 @@ class TrainConfig:
     ms_ssim_lmbda: float = 8.73
     mix_weight: float = 0.5
     init: str | None = None
+    init_widen: bool = False
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-3
