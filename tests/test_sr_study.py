@@ -101,6 +101,24 @@ def test_sr_study_end_to_end(data: dict, tmp_path: Path, capsys: pytest.CaptureF
     assert result["settings"]["network"]["parameters"] == SRNet(8, 1).num_parameters()
 
 
+def test_codec_loss_on_a_candidate_weights_file(data: dict, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               one_thread: None) -> None:
+    """--codec-backbone/--codec-weights put a given network under the codec loss (here a perturbed default)."""
+    from codecloss import load_codec
+
+    codec = load_codec()
+    with torch.no_grad():
+        codec.g_a[0].weight.mul_(1.5)
+    weights = tmp_path / "candidate.pth"
+    torch.save(codec.state_dict(), weights)
+    assert main(_args(data, tmp_path / "run", ["codec"], 1) + ["--codec-weights", str(weights)]) == 0
+    info = json.loads(capsys.readouterr().out)["losses"]["codec"]
+    assert info["network"] == "codecloss-small-mse" and str(weights) in info["weights"]
+    assert main(_args(data, tmp_path / "run2", ["codec"], 1)) == 0
+    default = json.loads(capsys.readouterr().out)["losses"]["codec"]
+    assert default["feature_weight"] != pytest.approx(info["feature_weight"], rel=1e-3)  # another network
+
+
 def test_resume_equals_a_straight_run(data: dict, tmp_path: Path, one_thread: None) -> None:
     def config(out: Path, steps: int) -> StudyConfig:
         return StudyConfig(losses=["codec"], steps=steps, eval_dirs=[str(d) for d in data["eval"]], out=str(out),
