@@ -55,26 +55,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     grid = json.loads(args.grid.read_text())["summary"]
-    bench = _bench_cells(json.loads(args.bench.read_text()))
+    bench = _bench_cells(json.loads(args.bench.read_text())) if args.bench.is_file() else {}
     rows = {}
     for name, backbone, weights, sr_json in args.candidate:
         cached = old.get("rows", {}).get(name, {})
         row = {"backbone": backbone, "weights": weights}
-        row |= {f"transfer_{k}": grid["transfer"][name][k] for k in ("texture_ps", "gram_random_vgg", "colour_swd", "content_ssim")}
-        row |= {"texture_texture_ps": grid["texture"][name]["texture_ps"]}
-        sr = json.loads(Path(sr_json).read_text())
-        row |= {"sr_kodak_psnr_y": sr["eval"]["kodak"]["codec"]["psnr_y"], "sr_kodak_sharpness": sr["eval"]["kodak"]["codec"]["sharpness"]}
+        transfer, texture = grid.get("transfer", {}).get(name, {}), grid.get("texture", {}).get(name, {})
+        row |= {f"transfer_{k}": transfer.get(k) for k in ("texture_ps", "gram_random_vgg", "colour_swd", "content_ssim")}
+        row["texture_texture_ps"] = texture.get("texture_ps")
+        sr = json.loads(Path(sr_json).read_text())["eval"]["kodak"]["codec"] if Path(sr_json).is_file() else {}
+        row |= {"sr_kodak_psnr_y": sr.get("psnr_y"), "sr_kodak_sharpness": sr.get("sharpness")}
         row["equal_mse"] = cached.get("equal_mse") or _equal_mse(backbone, weights)  # the slow parts are kept
         row["rd"] = cached.get("rd") or _rd(backbone, weights)
-        row["fwd_bwd"] = dict(bench[backbone])
+        row["fwd_bwd"] = dict(bench.get(backbone, {}))
         rows[name] = row
         logger.info("%s: %s", name, row)
     base = next(iter(rows.values()))["fwd_bwd"]
     for row in rows.values():
-        row["fwd_bwd"]["time_vs_first"] = row["fwd_bwd"]["median_ms"] / base["median_ms"]
-        row["fwd_bwd"]["memory_vs_first"] = row["fwd_bwd"]["peak_mb"] / base["peak_mb"]
-    controls = {"codec-random": grid["transfer"]["codec-random"]["texture_ps"], "content": grid["transfer"]["content"]["texture_ps"]}
-    args.out.write_text(json.dumps({"rows": rows, "grid_controls_transfer_texture_ps": controls}, indent=1))
+        if row["fwd_bwd"] and base:
+            row["fwd_bwd"]["time_vs_first"] = row["fwd_bwd"]["median_ms"] / base["median_ms"]
+            row["fwd_bwd"]["memory_vs_first"] = row["fwd_bwd"]["peak_mb"] / base["peak_mb"]
+    controls = {kind: {m: grid[kind][m]["texture_ps"] for m in ("content", "codec-random") if m in grid[kind]} for kind in grid}
+    args.out.write_text(json.dumps({"rows": rows, "grid_controls_texture_ps": controls}, indent=1))
     table = _markdown(rows)
     args.out.with_suffix(".md").write_text(table + "\n")
     print(table)
@@ -105,7 +107,8 @@ def _rd(backbone: str, weights: str) -> dict[str, float]:
     result = evaluate_rd(load_codec(backbone, weights), KODAK, name=backbone)
     point = result["points"][0]
     return {"bpp": point["bpp"], "psnr": point["psnr"], "ms_ssim": point["ms_ssim"],
-            "rate_vs_jpeg_percent": result["comparison"]["value_percent"], "method": result["comparison"]["method"]}
+            "rate_vs_jpeg_percent": result["comparison"]["value_percent"], "method": result["comparison"]["method"],
+            "per_image": point["per_image"]}
 
 
 def _markdown(rows: dict[str, dict]) -> str:
@@ -114,13 +117,18 @@ def _markdown(rows: dict[str, dict]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in rows.items():
         e, rd, cost = r["equal_mse"], r["rd"], r["fwd_bwd"]
-        lines.append(
-            f"| {name} | {r['transfer_texture_ps']:.3f} | {r['texture_texture_ps']:.3f} | {r['transfer_content_ssim']:.3f} | "
-            f"{r['sr_kodak_psnr_y']:.2f} | {r['sr_kodak_sharpness']:.3f} | "
-            f"{e['trained']['overall']:.3f} ({e['random_init']['overall']:.3f}) | {rd['bpp']:.3f} / {rd['psnr']:.2f} | "
-            f"{rd['rate_vs_jpeg_percent']:+.1f} % | {cost['median_ms']:.0f} ms ({cost['time_vs_first']:.2f}x) | "
-            f"{cost['peak_mb']:.0f} MiB ({cost['memory_vs_first']:.2f}x) |")
+        cells = [name, _f(r["transfer_texture_ps"], 3), _f(r["texture_texture_ps"], 3), _f(r["transfer_content_ssim"], 3),
+                 _f(r["sr_kodak_psnr_y"], 2), _f(r["sr_kodak_sharpness"], 3),
+                 f"{e['trained']['overall']:.3f} ({e['random_init']['overall']:.3f})",
+                 f"{rd['bpp']:.3f} / {rd['psnr']:.2f}", f"{rd['rate_vs_jpeg_percent']:+.1f} %",
+                 f"{cost['median_ms']:.0f} ms ({cost['time_vs_first']:.2f}x)" if cost else "-",
+                 f"{cost['peak_mb']:.0f} MiB ({cost['memory_vs_first']:.2f}x)" if cost else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _f(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -146,9 +146,9 @@ def test_head_file_round_trip(tmp_path, extractor, images):
     [
         ({"format": "something-else"}, "not a CPIPS head file"),
         ({"backbone": "bmshj2018-factorized-mse-q1"}, "trained for backbone"),
-        ({"lin": {"gdn1": -torch.ones(64), "y": torch.ones(96)}}, "finite and >= 0"),
-        ({"lin": {"gdn1": torch.ones(5), "y": torch.ones(96)}}, "has 5 weights"),
-        ({"lin": {"gdn1": torch.ones(64)}}, "lin weights for"),
+        ({"lin": {"gdn1": -torch.ones(128), "y": torch.ones(192)}}, "finite and >= 0"),
+        ({"lin": {"gdn1": torch.ones(5), "y": torch.ones(192)}}, "has 5 weights"),
+        ({"lin": {"gdn1": torch.ones(128)}}, "lin weights for"),
     ],
 )
 def test_head_file_errors(tmp_path, extractor, overrides, match):

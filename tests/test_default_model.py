@@ -1,4 +1,4 @@
-"""The embedded default model: shipped file, offline use, real bitstreams, the model card's numbers, the wheel."""
+"""The embedded models: shipped files, offline use, real bitstreams, the model card's numbers, the wheel."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import torch
 from PIL import Image
 
 import codecloss
+from codecloss.specs import get_backbone_spec
 from codecloss.weights import get_weight_spec, get_weights_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CARD = ROOT / "docs" / "model_card.md"
+#: Every codec shipped in the wheel -> the dtype its parameters are stored in (loaded as float32).
+SHIPPED = {"codecloss-wide-mse": torch.float16, "codecloss-small-mse": torch.float32}
 ASSET = f"codecloss/assets/{codecloss.DEFAULT_BACKBONE}.pth"
 
 
@@ -52,17 +55,28 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / torch.mean((x - y) ** 2).item())
 
 
-def test_shipped_file_matches_its_full_digest_and_size() -> None:
-    spec = get_weight_spec("default", codecloss.DEFAULT_BACKBONE)
+def test_the_default_is_the_wide_codec_and_both_are_shipped() -> None:
+    assert codecloss.DEFAULT_BACKBONE == "codecloss-wide-mse"
+    assert set(SHIPPED) <= set(codecloss.list_backbones()[:2])
+    assert [t.channels for t in codecloss.list_layers()] == [128] * 6 + [192]
+    assert list(codecloss.CodecPerceptualLoss().layer_weights) == codecloss.CPIPS().layers == ["gdn1", "gdn2", "gdn3", "y"]
+
+
+@pytest.mark.parametrize("backbone", list(SHIPPED))
+def test_shipped_file_matches_its_full_digest_size_and_dtype(backbone: str) -> None:
+    spec = get_weight_spec("default", backbone)
     assert spec.asset and spec.sha256 and len(spec.sha256) == 64
-    path = get_weights_file("default", codecloss.DEFAULT_BACKBONE)
+    path = get_weights_file("default", backbone)
     body = path.read_bytes()
     assert hashlib.sha256(body).hexdigest() == spec.sha256
-    assert len(body) == spec.size
+    assert len(body) == spec.size <= 8_000_000  # the size budget of a file in the wheel
     state = torch.load(path, map_location="cpu", weights_only=True)
-    g_a_bytes = sum(v.numel() * v.element_size() for k, v in state.items() if k.startswith("g_a."))
-    assert 0 < g_a_bytes <= 2_000_000  # the issue's size budget for the shipped analysis transform
-    assert all(v.dtype == torch.float32 for k, v in state.items() if k.startswith("g_a."))
+    model = get_backbone_spec(backbone).build_codec()
+    parameters = {name for name, _ in model.named_parameters()}
+    assert {state[name].dtype for name in parameters} == {SHIPPED[backbone]}
+    assert all(v.dtype == model.state_dict()[k].dtype for k, v in state.items() if k not in parameters)
+    extractor = codecloss.load_backbone(backbone)
+    assert all(p.dtype == torch.float32 for p in extractor.parameters()) and next(extractor.buffers()).dtype == torch.float32
 
 
 def test_metric_and_loss_work_offline_with_an_empty_cache(offline_empty_cache: Path) -> None:
@@ -77,7 +91,7 @@ def test_metric_and_loss_work_offline_with_an_empty_cache(offline_empty_cache: P
     loss.backward()
     assert loss.item() > 0 and y.grad.abs().sum() > 0
     shipped = torch.load(get_weights_file("default", codecloss.DEFAULT_BACKBONE), weights_only=True)
-    assert torch.equal(loss_fn.extractor.stages[0].weight, shipped["g_a.0.weight"])  # trained, not random
+    assert torch.equal(loss_fn.extractor.stages[0].weight, shipped["g_a.0.weight"].float())  # trained, not random
     assert not offline_empty_cache.exists()  # nothing was written to the cache
 
 
@@ -94,8 +108,9 @@ def test_cli_metric_runs_offline_in_a_fresh_process(tmp_path: Path) -> None:
     assert not (tmp_path / "home").exists()
 
 
-def test_codec_round_trips_a_real_bitstream() -> None:
-    codec = codecloss.load_codec()
+@pytest.mark.parametrize("backbone", list(SHIPPED))
+def test_codec_round_trips_a_real_bitstream(backbone: str) -> None:
+    codec = codecloss.load_codec(backbone)
     x = _smooth_image(128)
     with torch.no_grad():
         out = codec.compress(x)
@@ -106,20 +121,24 @@ def test_codec_round_trips_a_real_bitstream() -> None:
     assert 25.0 < _psnr(x, x_hat) < 60.0
 
 
-def _card_rows() -> dict[str, tuple[float, float]]:
-    """``{image: (bpp, psnr)}`` from the model card's per-image Kodak table."""
-    rows = re.findall(r"^\|\s*(kodim\d\d\.png)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", MODEL_CARD.read_text(), re.M)
+def _card_rows(backbone: str) -> dict[str, tuple[float, float]]:
+    """``{image: (bpp, psnr)}`` from the model card's per-image Kodak table of ``backbone``."""
+    section = MODEL_CARD.read_text().split(f"<!-- kodak per image: {backbone} -->")[1]
+    rows = re.findall(r"^\|\s*(kodim\d\d\.png)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", section.split("\n\n#")[0], re.M)
     return {name: (float(bpp), float(psnr)) for name, bpp, psnr in rows}
 
 
-def test_kodak_image_matches_the_model_card(shared_data: Path) -> None:
+@pytest.mark.parametrize("backbone", list(SHIPPED))
+def test_kodak_image_matches_the_model_card(shared_data: Path, backbone: str) -> None:
     image_path = shared_data / "eval" / "kodak" / "kodim23.png"
     if not image_path.is_file():
         pytest.skip(f"{image_path} not found")
-    card_bpp, card_psnr = _card_rows()["kodim23.png"]
+    rows = _card_rows(backbone)
+    assert len(rows) == 24
+    card_bpp, card_psnr = rows["kodim23.png"]
     image = np.array(Image.open(image_path).convert("RGB"))
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    codec = codecloss.load_codec()
+    codec = codecloss.load_codec(backbone)
     with torch.no_grad():
         out = codec.compress(x)
         x_hat = codec.decompress(out["strings"], out["shape"])["x_hat"].clamp(0, 1)
@@ -135,7 +154,7 @@ def test_wheel_contains_the_shipped_file_and_an_installed_build_finds_it(tmp_pat
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheels.glob("codecloss-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert ASSET in archive.namelist()
+        assert {f"codecloss/assets/{backbone}.pth" for backbone in SHIPPED} <= set(archive.namelist())
         archive.extractall(target)  # what installing a pure-Python wheel puts in site-packages
     probe = ("import codecloss, codecloss.weights as w; "
              "print(w.get_weights_file('default', codecloss.DEFAULT_BACKBONE))")

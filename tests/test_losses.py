@@ -94,7 +94,7 @@ def test_default_layers_and_features_order(extractor) -> None:
     assert list(loss.layer_weights) == ["gdn1", "gdn2", "gdn3", "y"]
     feats = loss.features(torch.rand(1, 3, 32, 32))
     assert list(feats) == ["conv1", "gdn1", "gdn2", "gdn3", "y"]
-    assert feats["y"].shape == (1, 96, 2, 2)
+    assert feats["y"].shape == (1, 192, 2, 2)
 
 
 def test_input_range_minus_one_one_matches_unit_range(extractor) -> None:

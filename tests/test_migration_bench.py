@@ -69,7 +69,8 @@ def test_tiny_run_matches_gradient_norm(migration, tmp_path, monkeypatch):
     check = codec["check"][case["matched_at"]]
     assert check["grad_ratio"] == pytest.approx(1.0, abs=0.01)  # matched (weights rounded to 3 significant figures)
     assert check["value_ratio"] > 0 and set(codec["check"]) == {"bicubic_x4", "noise_0.05"}
-    assert codec["snippet"] == f"codecloss.CodecPerceptualLoss(layers={codec['weights_suggested']}, content='l1')"
+    assert codec["snippet"] == (  # not the default backbone any more, so the snippet names it
+        f"codecloss.CodecPerceptualLoss('codecloss-small-mse', layers={codec['weights_suggested']}, content='l1')")
     assert "| esrgan @ bicubic_x4 | codecloss-small-mse | l1: y x " in migration.format_tables(report)
 
     # the reference term is ESRGAN's: L1 between conv5_4 (before ReLU) of ImageNet-normalised images

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from codecloss import DEFAULT_BACKBONE
 from codecloss.cli import main
 from codecloss.tasks.sr import StudyConfig, run_study
 from codecloss.tasks.sr_metrics import METRIC_NOTES, hf_energy_ratio, psnr_y, rgb_to_y
@@ -113,7 +114,7 @@ def test_codec_loss_on_a_candidate_weights_file(data: dict, tmp_path: Path, caps
     torch.save(codec.state_dict(), weights)
     assert main(_args(data, tmp_path / "run", ["codec"], 1) + ["--codec-weights", str(weights)]) == 0
     info = json.loads(capsys.readouterr().out)["losses"]["codec"]
-    assert info["network"] == "codecloss-small-mse" and str(weights) in info["weights"]
+    assert info["network"] == DEFAULT_BACKBONE and str(weights) in info["weights"]
     assert main(_args(data, tmp_path / "run2", ["codec"], 1)) == 0
     default = json.loads(capsys.readouterr().out)["losses"]["codec"]
     assert default["feature_weight"] != pytest.approx(info["feature_weight"], rel=1e-3)  # another network

@@ -27,8 +27,8 @@ ZOO_ARCHITECTURES: tuple[str, ...] = (
 )
 _METRICS = ("mse", "ms-ssim")
 
-#: The small codec trained and shipped by this project (see docs/model_card.md).
-DEFAULT_BACKBONE = "codecloss-small-mse"
+#: The codec trained and shipped by this project that every default uses (see docs/model_card.md).
+DEFAULT_BACKBONE = "codecloss-wide-mse"
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def _zoo_specs() -> dict[str, BackboneSpec]:
     return specs
 
 
-_SPECS: dict[str, BackboneSpec] = {
-    DEFAULT_BACKBONE: BackboneSpec(DEFAULT_BACKBONE, "bmshj2018-factorized", "mse", None, (64, 96)),
+_SPECS: dict[str, BackboneSpec] = {  # the codecs shipped in the wheel (docs/model_card.md), the default first
+    "codecloss-wide-mse": BackboneSpec("codecloss-wide-mse", "bmshj2018-factorized", "mse", None, (128, 192)),
+    "codecloss-small-mse": BackboneSpec("codecloss-small-mse", "bmshj2018-factorized", "mse", None, (64, 96)),
     **_zoo_specs(),
 }
 

@@ -92,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", default=False, help="continue from OUT/checkpoint.pt")
     p.add_argument("--export-g-a", metavar="PATH", default=None, help="export g_a of OUT's checkpoint to PATH and exit")
     p.add_argument("--export-codec", metavar="PATH", default=None, help="export the full updated codec to PATH and exit")
+    p.add_argument("--export-half", action="store_true", default=False,
+                   help="with --export-codec: store the parameters in float16 (half the file size)")
     p.add_argument(
         "--eval-rd", metavar="DIR", default=None,
         help="evaluate OUT's checkpoint on DIR with real bitstreams vs Pillow JPEG and published CompressAI "
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         if args.export_g_a:
             results.append(codec.export_analysis_transform(args.out, args.export_g_a))
         if args.export_codec:
-            results.append(codec.export_codec(args.out, args.export_codec))
+            results.append(codec.export_codec(args.out, args.export_codec, half=args.export_half))
         for info in results:
             print(json.dumps(info._asdict()) if args.json else f"{info.path}  sha256={info.sha256}  size={info.size}")
         return 0

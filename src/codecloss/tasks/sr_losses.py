@@ -32,8 +32,8 @@ LOSS_NAMES: dict[str, str | None] = {
     "vgg19": "VGG19 conv5_4 before ReLU (ESRGAN), random init unless --vgg-weights",
 }
 
-#: Codec taps and weights of the ``codec*`` losses. Measured at the bicubic operating point on the default
-#: backbone (``gradient_profile``, docs/tasks.md): the input-gradient norms of gdn1, gdn2, gdn3, y are about
+#: Codec taps and weights of the ``codec*`` losses. Measured at the bicubic operating point on ``codecloss-small-mse`` (the default
+#: then; ``gradient_profile``, docs/tasks.md): the input-gradient norms of gdn1, gdn2, gdn3, y are about
 #: 1 : 3 : 11 : 58, and y's gradient is the least high-frequency (55 % of its power above 1/4 Nyquist, against
 #: 87 % for gdn1 and 60 % for L1). So y is left out and the weights equalise the three GDN taps' gradients.
 CODEC_LAYERS: dict[str, float] = {"gdn1": 1.0, "gdn2": 0.3, "gdn3": 0.1}

@@ -108,10 +108,20 @@ def export_analysis_transform(
     return _save_export(state, out_path)
 
 
-def export_codec(checkpoint_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> ExportInfo:
+def export_codec(
+    checkpoint_path: str | os.PathLike[str], out_path: str | os.PathLike[str], half: bool = False
+) -> ExportInfo:
     """Write the full codec state_dict after ``model.update(force=True)`` (ready for compress).
 
     The file loads with ``build_model(arch, N, M).load_state_dict(torch.load(path, weights_only=True))``.
+
+    Args:
+        checkpoint_path: a training run folder or its checkpoint file.
+        out_path: the file to write.
+        half: store the parameters in float16 (half the size; loading casts them back to the
+            model's float32). The entropy tables are computed from the rounded parameters, so
+            the file codes exactly as it loads. Buffers (reparametrisation constants, tables) keep
+            their dtype: GDN's pedestal, 2**-36, would flush to zero in float16.
 
     Returns:
         :class:`ExportInfo` (path, sha256, size).
@@ -120,6 +130,14 @@ def export_codec(checkpoint_path: str | os.PathLike[str], out_path: str | os.Pat
         >>> info = export_codec("runs/default", "codec.pt")  # doctest: +SKIP
     """
     model = load_model(checkpoint_path)
+    parameters = {name for name, _ in model.named_parameters()}
+    if half:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.copy_(param.half().float())
     model.update(force=True)
-    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    state = {
+        key: (value.half() if half and key in parameters else value).detach().clone()
+        for key, value in model.state_dict().items()
+    }
     return _save_export(state, out_path)

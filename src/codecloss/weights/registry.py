@@ -209,7 +209,20 @@ def _zoo_entries() -> list[WeightSpec]:
 
 #: Files shipped inside the wheel under ``codecloss/assets/``; add one ``WeightSpec(..., asset=...)`` per file.
 SHIPPED: tuple[WeightSpec, ...] = (
-    # The embedded default: the full codec (g_a, g_s, entropy bottleneck with updated CDF tables),
+    # The embedded default since 2026-12-02: codecloss-small-mse widened to the zoo's N=128, M=192
+    # (`train-codec --init-widen`) and trained further; parameters stored in float16 (6 MB), loaded
+    # into float32; see docs/model_card.md.
+    WeightSpec.for_backbone(
+        "codecloss-wide-mse",
+        asset="codecloss-wide-mse.pth",
+        sha256="35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb",
+        size=6080989,
+        license="research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)",
+        source="codecloss (docs/model_card.md)",
+        citation=_BMSHJ2018 + " (architecture)",
+        default=True,
+    ),
+    # The first embedded default: the full codec (g_a, g_s, entropy bottleneck with updated CDF tables),
     # trained by `codecloss train-codec` on BSDS500 + Sun-Hays80; see docs/model_card.md.
     WeightSpec.for_backbone(
         "codecloss-small-mse",
