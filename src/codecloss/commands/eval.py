@@ -35,6 +35,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     add_progress_argument(p)
 
 
+def _add_image_set(p: argparse.ArgumentParser, what: str, images: int, crop: int) -> None:
+    """``--root``, ``--images`` and ``--crop`` of the modes that read a folder of clean images."""
+    p.add_argument("--root", default=DEFAULT_KODAK, help=f"{what} (default {DEFAULT_KODAK})")
+    p.add_argument("--images", type=int, default=images, help=f"first N images (default {images})")
+    p.add_argument("--crop", type=int, default=crop, help=f"centre crop side, 0 for full images (default {crop})")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand and its ``bapps``, ``mos``, ``sanity``, ``equal-mse`` and ``recovery`` modes."""
     p = subparsers.add_parser(
@@ -70,11 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          description="Sanity checks (not human agreement): the fraction of level pairs of five "
                                      "synthetic distortions ordered correctly on clean images, and the ordering "
                                      "vs DMOS within each distortion type of a CSIQ subset.")
-    s.add_argument("--root", default=DEFAULT_KODAK, help=f"clean images (default {DEFAULT_KODAK})")
+    _add_image_set(s, "clean images", images=6, crop=256)
     s.add_argument("--csiq", default=DEFAULT_CSIQ_SUBSET,
                    help=f"DMOS subset folder with example.json, or 'none' (default {DEFAULT_CSIQ_SUBSET})")
-    s.add_argument("--images", type=int, default=6, help="first N images (default 6)")
-    s.add_argument("--crop", type=int, default=256, help="centre crop side, 0 for full images (default 256)")
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and of random-init backbones (default 0)")
     _add_common(s)
     s.set_defaults(func=run_sanity)
@@ -84,9 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "the JPEG quality closest to it fixes the MSE and a brightness shift, a contrast "
                                      "stretch, Gaussian noise and Gaussian blur are each set to that MSE; reports the "
                                      "fraction of (benign, harmful) pairs where the benign change is closer.")
-    e.add_argument("--root", default=DEFAULT_KODAK, help=f"clean held-out images (default {DEFAULT_KODAK})")
-    e.add_argument("--images", type=int, default=24, help="first N images (default 24)")
-    e.add_argument("--crop", type=int, default=256, help="centre crop side, 0 for full images (default 256)")
+    _add_image_set(e, "clean held-out images", images=24, crop=256)
     e.add_argument("--psnr", type=float, nargs="+", default=[24.0, 28.0], help="PSNR levels in dB (default 24 28)")
     e.add_argument("--seed", type=int, default=0, help="seed of the noise and of random-init backbones (default 0)")
     _add_common(e)
@@ -99,9 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "SSIM of the result against the reference, and the distance before and after. "
                                      "Rows: each CPIPS, plain MSE, and the unnormalised feature L2 on each CPIPS "
                                      "encoder.")
-    r.add_argument("--root", default=DEFAULT_KODAK, help=f"reference images (default {DEFAULT_KODAK})")
-    r.add_argument("--images", type=int, default=3, help="first N images (default 3)")
-    r.add_argument("--crop", type=int, default=128, help="centre crop side, 0 for full images (default 128)")
+    _add_image_set(r, "reference images", images=3, crop=128)
     r.add_argument("--init", nargs="+", default=None,
                    help="starting images: uniform (noise), noisy (reference + noise of std 0.3), blur (sigma 4 px); "
                         "default: all three")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 from typing import Callable, Sequence
 
@@ -78,10 +79,10 @@ def match_mse(make: Callable[[float], Tensor], clean: Tensor, target: float, low
     return out if abs(_mse(out, clean) - target) <= _TOLERANCE * target else None
 
 
-def _jpeg_at(clean: Tensor, psnr: float) -> Tensor:
-    """The Pillow JPEG of ``clean`` whose PSNR is closest to ``psnr``."""
+def _jpeg_ladder(clean: Tensor) -> list[tuple[float, Tensor]]:
+    """``(PSNR, image)`` of the Pillow JPEG of ``clean`` at every quality, coded once per image."""
     coded = [distort(clean, "jpeg", q) for q in _JPEG_QUALITIES]
-    return min(coded, key=lambda image: abs(-10 * torch.log10(torch.tensor(_mse(image, clean))) - psnr))
+    return [(-10 * math.log10(_mse(image, clean)), image) for image in coded]
 
 
 def evaluate_equal_mse(
@@ -125,8 +126,9 @@ def evaluate_equal_mse(
     for path in files:
         clean = center_crop(read_image(path), crop)
         noise = torch.randn(clean.shape, generator=generator)
+        ladder = _jpeg_ladder(clean)
         for psnr in psnrs:
-            jpeg = _jpeg_at(clean, psnr)
+            jpeg = min(ladder, key=lambda rung: abs(rung[0] - psnr))[1]  # the quality closest to the level
             target = _mse(jpeg, clean)
             found = {"jpeg": jpeg}
             for kind, (low, high) in {**BENIGN, **HARMFUL}.items():

@@ -207,33 +207,23 @@ def _zoo_entries() -> list[WeightSpec]:
     return entries
 
 
+def _own_codec(backbone: str, sha256: str, size: int) -> WeightSpec:
+    """A full codec trained by ``codecloss train-codec`` on BSDS500 + Sun-Hays80, shipped as ``assets/<backbone>.pth``."""
+    return WeightSpec.for_backbone(
+        backbone, asset=f"{backbone}.pth", sha256=sha256, size=size,
+        license="research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)",
+        source="codecloss (docs/model_card.md)", citation=_BMSHJ2018 + " (architecture)", default=True,
+    )
+
+
 #: Files shipped inside the wheel under ``codecloss/assets/``; add one ``WeightSpec(..., asset=...)`` per file.
+#: Both are full codecs (g_a, g_s, entropy bottleneck with updated CDF tables); see docs/model_card.md.
 SHIPPED: tuple[WeightSpec, ...] = (
     # The embedded default since 2026-12-02: codecloss-small-mse widened to the zoo's N=128, M=192
-    # (`train-codec --init-widen`) and trained further; parameters stored in float16 (6 MB), loaded
-    # into float32; see docs/model_card.md.
-    WeightSpec.for_backbone(
-        "codecloss-wide-mse",
-        asset="codecloss-wide-mse.pth",
-        sha256="35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb",
-        size=6080989,
-        license="research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)",
-        source="codecloss (docs/model_card.md)",
-        citation=_BMSHJ2018 + " (architecture)",
-        default=True,
-    ),
-    # The first embedded default: the full codec (g_a, g_s, entropy bottleneck with updated CDF tables),
-    # trained by `codecloss train-codec` on BSDS500 + Sun-Hays80; see docs/model_card.md.
-    WeightSpec.for_backbone(
-        "codecloss-small-mse",
-        asset="codecloss-small-mse.pth",
-        sha256="7b1eb851a76bc37ac57f46e19961b72b476b30118cefca17f4d050cc98373ba7",
-        size=3083853,
-        license="research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)",
-        source="codecloss (docs/model_card.md)",
-        citation=_BMSHJ2018 + " (architecture)",
-        default=True,
-    ),
+    # (`train-codec --init-widen`) and trained further; parameters stored in float16, loaded into float32.
+    _own_codec("codecloss-wide-mse", "35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb", 6080989),
+    # The first embedded default.
+    _own_codec("codecloss-small-mse", "7b1eb851a76bc37ac57f46e19961b72b476b30118cefca17f4d050cc98373ba7", 3083853),
 )
 
 _ENTRIES: dict[str, WeightSpec] = {}
