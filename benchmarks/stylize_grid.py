@@ -1,6 +1,6 @@
 """The stylize grid behind docs/tasks.md: contents x styles (plus texture synthesis), every method, every judge.
 
-Methods (all with :func:`codecloss.tasks.stylize.run_stylize`'s default recipe unless named):
+Methods (all with :func:`codecloss.tasks.gatys.run_stylize`'s default recipe unless named):
 
 - ``content``: the content image itself (no optimisation; for textures, uniform noise): the floor control.
 - ``codec``: the embedded default backbone, trained weights.
@@ -36,7 +36,7 @@ from torchvision.utils import save_image
 
 from codecloss.evaluate.images import center_crop, read_image
 from codecloss.tasks.judges import judge_style
-from codecloss.tasks.stylize import resize_shorter, run_stylize
+from codecloss.tasks.gatys import resize_shorter, run_stylize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "style"
 CONTENTS = ("tubingen", "golden_gate", "lion", "hoovertowernight")

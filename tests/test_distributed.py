@@ -1,4 +1,10 @@
-"""``torchrun -m codecloss metric`` and ``eval mos|bapps`` with 2 gloo processes == one process."""
+"""``torchrun -m codecloss metric`` and ``eval mos|bapps`` with 2 gloo processes == one process.
+
+The workers run with ``OMP_NUM_THREADS=1``; the single-process reference runs with one torch thread too
+(the ``one_thread`` fixture), because a reduction split over another number of threads sums in another order
+and may differ in the last bits. With equal thread settings both sides run the same kernels on the same
+inputs, so their outputs are equal by construction and are compared exactly.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ def _folders(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "A", tmp_path / "B"
 
 
-def test_torchrun_metric_equals_one_process(tmp_path, capsys):
+def test_torchrun_metric_equals_one_process(tmp_path, capsys, one_thread):
     a, b = _folders(tmp_path)
     assert main(["metric", str(a), str(b), "--json"]) == 1
     single = capsys.readouterr()
@@ -63,7 +69,7 @@ def test_torchrun_metric_equals_one_process(tmp_path, capsys):
     assert logs["1/stdout.log"] == "" and logs["1/stderr.log"] == ""  # other ranks print nothing
 
 
-def test_torchrun_eval_mos_and_bapps_equal_one_process(tmp_path, capsys, monkeypatch):
+def test_torchrun_eval_mos_and_bapps_equal_one_process(tmp_path, capsys, monkeypatch, one_thread):
     make_mos_layout(tmp_path / "tid", "tid2013", refs=2, levels=4)
     make_2afc(tmp_path / "bapps", "val", "cnn", [0.0, 0.3, 1.0, 0.2, 0.5, 0.9, 0.1])
     make_jnd(tmp_path / "bapps", "traditional", [0.01, 0.2, 0.05, 0.3, 0.02], [0.9, 0.1, 0.6, 0.0, 0.8])

@@ -1,4 +1,4 @@
-"""`codecloss.tasks.stylize` and `codecloss stylize`: shapes, range, determinism, convergence, bad input."""
+"""`codecloss.tasks.stylize` (codecloss.tasks.gatys) and `codecloss stylize`: shapes, range, determinism, convergence, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from codecloss.cli import main
-from codecloss.tasks.stylize import run_stylize, stylize
+from codecloss.tasks.gatys import run_stylize, stylize
 
 FAST = {"steps": 6, "scales": 1}
 
@@ -25,6 +25,18 @@ def images(tmp_path):
     stripes = ((np.sin(np.mgrid[0:48, 0:48][1] / 2.0) > 0)[..., None] * np.array([200, 60, 30])).astype(np.uint8)
     Image.fromarray(np.clip(stripes + rng.integers(0, 40, (48, 48, 3)), 0, 255).astype(np.uint8)).save(style)
     return content, style
+
+
+def test_documented_package_call_works(images, one_thread) -> None:
+    """README's ``codecloss.tasks.stylize(content, style)``: the package attribute is the function, not a module."""
+    import codecloss.tasks
+
+    assert codecloss.tasks.stylize is stylize and codecloss.tasks.run_stylize is run_stylize
+    content, style = images
+    out = codecloss.tasks.stylize(content, style, size=32, steps=2, scales=1)
+    assert out.shape[:2] == (1, 3) and min(out.shape[-2:]) == 32
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        codecloss.tasks.nope
 
 
 def test_output_shape_range_and_size_of_content(images, one_thread) -> None:

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stylize`` subcommand."""
     from codecloss import DEFAULT_BACKBONE
     from codecloss._progress import add_progress_argument
-    from codecloss.tasks.stylize import INITS, OPTIMIZERS
+    from codecloss.tasks.gatys import INITS, OPTIMIZERS
 
     p = subparsers.add_parser(
         "stylize",
@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output image, report."""
-    from codecloss.tasks.stylize import run_stylize
+    from codecloss.tasks.gatys import run_stylize
 
     output = _check_output(Path(args.output))
     content = None if args.content.lower() == "none" else args.content

@@ -26,7 +26,7 @@ from torch import Tensor
 from codecloss import gram_matrix
 from codecloss._validate import check_image
 from codecloss.evaluate.images import center_crop
-from codecloss.tasks.stylize import resize_shorter
+from codecloss.tasks.gatys import resize_shorter
 from codecloss.tasks.vgg import VGG19Features
 
 __all__ = [
