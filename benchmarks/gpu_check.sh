@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: install as the README says, run the CUDA tests, the bench's CUDA
-# cells (float32 and bfloat16, channels_last, torch.compile) and the SR-step cost cell; JSON into one folder.
+# cells (float32 and bfloat16 autocast for the codecs and VGG16, channels_last, torch.compile) and the SR-step cost
+# cell; JSON into one folder. OUT/gpu.txt also says whether bf16 is fast there (codecloss._dtype.fast_bf16_available).
 # Sized to finish in under 8 minutes on one modern GPU: the steps' time limits add up to 480 s.
 #
 #   benchmarks/gpu_check.sh                      # venv in .venv-gpu, results in gpu_check_results/
@@ -8,7 +9,7 @@
 #   benchmarks/gpu_check.sh --no-install         # reuse the venv as it is
 #   benchmarks/gpu_check.sh --dry-run            # list what it would run, run nothing (works without a GPU)
 #
-# Writes OUT/summary.json (each step: command, exit code, seconds), OUT/gpu.txt (nvidia-smi -L),
+# Writes OUT/summary.json (each step: command, exit code, seconds), OUT/gpu.txt (nvidia-smi -L, torch, fast bf16),
 # OUT/cuda_tests.xml (pytest JUnit), OUT/bench_cuda_eager.json, OUT/bench_cuda_compile.json, OUT/sr_step.json.
 set -uo pipefail
 
@@ -42,7 +43,7 @@ if [ "$INSTALL" = 1 ]; then
   STEPS+=("install|180|$PY -m pip install --quiet --upgrade pip && $PY -m pip install --quiet \".[test]\"")
 fi
 STEPS+=(
-  "gpu|20|nvidia-smi -L > $OUT/gpu.txt && $PY -c \"import torch, sys; print(torch.__version__, torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)\""
+  "gpu|20|nvidia-smi -L > $OUT/gpu.txt && $PY -c \"import torch, sys; from codecloss._dtype import fast_bf16_available as fast; print(torch.__version__, torch.cuda.get_device_name(0), 'fast bf16:', fast('cuda')); sys.exit(0 if torch.cuda.is_available() else 1)\" >> $OUT/gpu.txt && cat $OUT/gpu.txt"
   "cuda-tests|40|$PY -m pytest tests -q -k 'cuda or gpu' -m 'slow or not slow' -p no:cacheprovider --junitxml $OUT/cuda_tests.xml"
   "bench-eager|50|$PY -m codecloss bench --device cuda --dtype float32 bfloat16 --channels-last both --compile off --networks $CODEC_NETS vgg16-lpips vgg19-gatys --modes forward forward_backward --batch 4 --resolution 256 --reps 10 --no-progress --json $OUT/bench_cuda_eager.json"
   "bench-compile|100|$PY -m codecloss bench --device cuda --dtype float32 bfloat16 --channels-last on --compile on --networks codecloss-small-mse vgg16-lpips --modes forward_backward --batch 4 --resolution 256 --reps 10 --no-progress --json $OUT/bench_cuda_compile.json"

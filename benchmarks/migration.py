@@ -16,15 +16,16 @@ References (formulas re-implemented from their sources, or the installed package
 * ``piq``: ``piq.ContentLoss`` / ``piq.StyleLoss`` (installed), defaults;
 * ``lpips``: ``lpips.LPIPS(net="vgg")`` (installed, optional), the lin layers shipped in its wheel.
 
-ImageNet VGG weights are not bundled and cannot be downloaded here: every VGG is randomly initialised with
-``--seed`` unless ``--vgg16-weights`` / ``--vgg19-weights`` name torchvision state dicts
-(``vgg16-397923af.pth``, ``vgg19-dcbb9e9d.pth``; loaded with ``weights_only=True``). VGG feature magnitudes
-depend strongly on the weights, so weights measured with random VGGs must be re-measured with real ones.
+Every VGG is :func:`codecloss.reference.trunk`: randomly initialised with ``--seed`` (torchvision's VGG init)
+unless ``--vgg16-weights`` / ``--vgg19-weights`` name torchvision state dicts, full (``vgg16-397923af.pth``) or
+``features.*`` only (``$CODECLOSS_TRUNKS/vgg16_features.pth``); loaded with ``weights_only=True``, strictly.
+VGG feature magnitudes depend strongly on the weights, so weights measured with random VGGs must be re-measured
+with real ones.
 
 Run from the repository root (under 5 minutes with one thread on this project's shared 2-core CPU)::
 
     python benchmarks/migration.py --out benchmarks/results/migration.json
-    python benchmarks/migration.py --vgg16-weights vgg16-397923af.pth --vgg19-weights vgg19-dcbb9e9d.pth --out mine.json
+    python benchmarks/migration.py --vgg16-weights $CODECLOSS_TRUNKS/vgg16_features.pth --out mine.json
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -51,6 +52,8 @@ import torchvision
 from torch import Tensor, nn
 
 import codecloss
+import codecloss.reference
+from codecloss.reference import Trunk
 from codecloss.evaluate.images import center_crop, list_images, read_image
 
 logger = logging.getLogger("migration")
@@ -58,11 +61,6 @@ logger = logging.getLogger("migration")
 #: Terms a loss yields for a prediction: name -> scalar (already weighted as the loss weights them).
 Terms = Callable[[Tensor], "dict[str, Tensor]"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# torchvision ``features`` indices (the same numbering as piq's VGG16_LAYERS / VGG19_LAYERS and BasicSR's NAMES).
-VGG16_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
-VGG19_INDEX = {"conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
 LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 DEFAULT_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 STYLE_IMAGE = "udnie"  # one of pytorch/examples' fast_neural_style images
@@ -342,32 +340,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def vgg_features(arch: str, weights_file: Path | None, seed: int) -> tuple[nn.Sequential, str]:
-    """Frozen torchvision ``vgg16``/``vgg19`` ``features`` (ReLUs not in place), and where its weights came from."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = getattr(torchvision.models, arch)(weights=None)
-    source = f"random init (torchvision default init, seed {seed})"
-    if weights_file is not None:
-        model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
-        source = f"{weights_file} (sha256 {_sha256(weights_file)})"
-    features = model.features.eval().requires_grad_(False)
-    for module in features:
-        if isinstance(module, nn.ReLU):
-            module.inplace = False  # a tapped convolution output (BasicSR's "before relu") must survive
-    return features, source
-
-
-def vgg_taps(features: nn.Sequential, x: Tensor, index: Mapping[str, int]) -> dict[str, Tensor]:
-    """ImageNet-normalise ``x`` (in [0, 1]) and return the outputs of ``features[index[name]]``."""
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    h, out, wanted = (x - mean) / std, {}, {i: name for name, i in index.items()}
-    for i in range(max(wanted) + 1):
-        h = features[i](h)
-        if i in wanted:
-            out[wanted[i]] = h
-    return out
+def vgg_trunk(arch: str, weights_file: Path | None, seed: int) -> tuple[Trunk, str]:
+    """:func:`codecloss.reference.trunk` ``arch`` (random init with ``seed`` without a file), and where its weights came from."""
+    trunk = codecloss.reference.trunk(arch, weights_file, seed)
+    source = f"{weights_file} (sha256 {_sha256(weights_file)})" if weights_file is not None else trunk.weights_source
+    return trunk, source
 
 
 def _fixed(fn: Callable[[Tensor], dict[str, Tensor]], target: Tensor) -> dict[str, Tensor]:
@@ -380,23 +357,23 @@ def reference_terms(case: Case, nets: Mapping[str, nn.Module], target: Tensor) -
     if case.name.startswith("fast_neural_style"):
         # neural_style.py feeds x in [0, 255]; normalize_batch divides by 255 before ImageNet normalisation, so
         # as a function of the [0, 1] image the loss is the same; gradients w.r.t. [0, 255] pixels are 1/255 of these.
-        layers = {n: VGG16_INDEX[n] for g in case.groups.values() for n in g}
-        fixed = _fixed(lambda t: vgg_taps(nets["vgg16"], t, layers), target)
+        layers = [n for g in case.groups.values() for n in g]
+        fixed = _fixed(lambda t: nets["vgg16"](t, layers), target)
         if case.kind == "gram":
             grams = {n: codecloss.gram_matrix(f) for n, f in fixed.items()}  # utils.gram_matrix: / (C*H*W)
             return lambda x: {
                 n: 1e10 * F.mse_loss(codecloss.gram_matrix(f), grams[n])
-                for n, f in vgg_taps(nets["vgg16"], x, layers).items()
+                for n, f in nets["vgg16"](x, layers).items()
             }
-        return lambda x: {n: 1e5 * F.mse_loss(f, fixed[n]) for n, f in vgg_taps(nets["vgg16"], x, layers).items()}
+        return lambda x: {n: 1e5 * F.mse_loss(f, fixed[n]) for n, f in nets["vgg16"](x, layers).items()}
     if case.name in ("esrgan", "realesrgan"):
         layer_weights = {"conv5_4": 1.0} if case.name == "esrgan" else {
             "conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0
         }
-        layers = {n: VGG19_INDEX[n] for n in layer_weights}
-        fixed = _fixed(lambda t: vgg_taps(nets["vgg19"], t, layers), target)
+        layers = list(layer_weights)
+        fixed = _fixed(lambda t: nets["vgg19"](t, layers), target)
         return lambda x: {
-            n: layer_weights[n] * F.l1_loss(f, fixed[n]) for n, f in vgg_taps(nets["vgg19"], x, layers).items()
+            n: layer_weights[n] * F.l1_loss(f, fixed[n]) for n, f in nets["vgg19"](x, layers).items()
         }
     if case.name.startswith("piq."):
         loss = nets[case.name]
@@ -420,9 +397,9 @@ def build_reference_nets(
     nets: dict[str, nn.Module] = {}
     sources: dict[str, str] = {}
     if names & {"fast_neural_style.content", "fast_neural_style.style", "piq.ContentLoss", "piq.StyleLoss", "lpips"}:
-        nets["vgg16"], sources["vgg16"] = vgg_features("vgg16", vgg16_file, seed)
+        nets["vgg16"], sources["vgg16"] = vgg_trunk("vgg16", vgg16_file, seed)
     if names & {"esrgan", "realesrgan"}:
-        nets["vgg19"], sources["vgg19"] = vgg_features("vgg19", vgg19_file, seed)
+        nets["vgg19"], sources["vgg19"] = vgg_trunk("vgg19", vgg19_file, seed)
     for name in names & {"piq.ContentLoss", "piq.StyleLoss"}:
         import piq
         from piq.perceptual import VGG16_LAYERS
@@ -430,17 +407,11 @@ def build_reference_nets(
         factory = piq.ContentLoss if name == "piq.ContentLoss" else piq.StyleLoss
         # piq's own class and defaults; only the feature extractor is passed (piq's "vgg16" would download).
         # Truncating after relu3_3 changes no value: piq only reads the layers it is asked for.
-        truncated = nets["vgg16"][: VGG16_INDEX["relu3_3"] + 1]
+        truncated = nets["vgg16"].features[: nets["vgg16"].tap("relu3_3").index + 1]
         nets[name] = factory(feature_extractor=truncated, layers=[VGG16_LAYERS["relu3_3"]])
     if "lpips" in names:
-        import lpips
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecated `pretrained` argument
-            model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-        trunk = nets["vgg16"].state_dict()  # the same VGG16 as every other case (random or from --vgg16-weights)
-        model.net.load_state_dict({key: trunk[key.split(".", 1)[1]] for key in model.net.state_dict()})
-        nets["lpips"] = model.eval().requires_grad_(False)
+        # the lpips package's own model on the same VGG16 as every other case (random or from --vgg16-weights)
+        nets["lpips"] = codecloss.reference.lpips("vgg", nets["vgg16"]).model
         version = importlib.metadata.version("lpips")
         sources["lpips_lin"] = f"lpips {version} weights/v0.1/vgg.pth (shipped in the wheel)"
     return nets, sources

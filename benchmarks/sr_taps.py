@@ -17,7 +17,7 @@ import warnings
 import torch
 
 from codecloss import CodecPerceptualLoss, list_layers
-from codecloss.tasks.sr_losses import VGG19FeatureL1, gradient_profile
+from codecloss.tasks.sr_losses import VGGFeatureL1, gradient_profile
 from codecloss.tasks.sr_net import CropSampler, load_training_images, upscale_bicubic
 
 
@@ -43,7 +43,7 @@ def main() -> None:
                 warnings.simplefilter("ignore", UserWarning)
                 loss = CodecPerceptualLoss(layers=[tap], weights=weights, content="l1")
             results[f"codec {'trained' if weights else 'random'} {tap}"] = profile(loss)
-    results["vgg19 random conv5_4"] = profile(VGG19FeatureL1(None, args.seed))
+    results["vgg19 random conv5_4"] = profile(VGGFeatureL1("vgg19", None, args.seed))
     print(json.dumps(results, indent=1))
 
 

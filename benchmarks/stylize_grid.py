@@ -31,10 +31,9 @@ import statistics
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision.utils import save_image
 
-from codecloss.evaluate.images import center_crop, read_image
+from codecloss.evaluate.images import read_image, save_montage
 from codecloss.tasks.judges import judge_style
 from codecloss.tasks.gatys import resize_shorter, run_stylize
 
@@ -103,22 +102,14 @@ def main() -> None:
 
 def _montage(folder: Path, contents: list[str], styles: list[str], methods: list[str], path: Path) -> None:
     """One row per (content, style): the content, the style, then each method's result, as ``path`` (JPEG/PNG)."""
-    side = 160
     shown = [m for m in methods if m != "content"]
     rows = []
     for content in contents:
         for style in styles:
-            first = torch.ones(3, side, side) if content == "none" else read_image(DATA / "content" / f"{content}.jpg")
-            tiles = [first, read_image(DATA / "style" / f"{style}.jpg")]
-            tiles += [read_image(folder / f"{content}__{style}__{m}.png") for m in shown]
-            rows += [_tile(t, side) for t in tiles]
-    save_image(torch.stack(rows), path, nrow=len(shown) + 2, padding=2, pad_value=1.0)
-
-
-def _tile(image: torch.Tensor, side: int) -> torch.Tensor:
-    """Centre square of ``image`` resized to ``side`` x ``side``."""
-    crop = center_crop(image, min(image.shape[-2:]))
-    return F.interpolate(crop[None], size=(side, side), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+            first = torch.ones(3, 160, 160) if content == "none" else read_image(DATA / "content" / f"{content}.jpg")
+            rows.append([first, read_image(DATA / "style" / f"{style}.jpg")]
+                        + [read_image(folder / f"{content}__{style}__{m}.png") for m in shown])
+    save_montage(rows, path)
 
 
 def _control(content: torch.Tensor | None, size: int) -> torch.Tensor:

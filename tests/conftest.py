@@ -23,6 +23,12 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_trunks_env(monkeypatch) -> None:
+    """Tests choose their ImageNet trunk folder explicitly: a developer's CODECLOSS_TRUNKS must not leak in."""
+    monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
+
+
 @pytest.fixture()
 def one_thread():
     """Run the test with one torch thread (training loops: steadier and kinder to a shared CPU)."""

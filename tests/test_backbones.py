@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+
 import pytest
 import torch
 from compressai.zoo import image as zoo
@@ -71,6 +74,23 @@ def test_non_tensor_checkpoint_is_rejected(tmp_path) -> None:
     torch.save({"a": 1}, path)
     with pytest.raises(ValueError, match="not a state_dict of tensors"):
         codecloss.load_backbone(codecloss.DEFAULT_BACKBONE, weights=path)
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        (lambda p: p.write_bytes(b"garbage" * 10), r"UnpicklingError: Unsupported operand \d+"),
+        (lambda p: p.write_bytes(b""), r"EOFError, the file is empty or cut short"),
+        (lambda p: torch.save({"args": argparse.Namespace(lr=1)}, p), r"UnpicklingError: Unsupported global: GLOBAL argparse.Namespace"),
+    ],
+)
+def test_unloadable_weights_file_is_one_line(tmp_path, write, reason) -> None:
+    path = tmp_path / "junk.pth"
+    write(path)
+    pattern = rf"^weights: '{re.escape(str(path))}' is not a loadable PyTorch file \({reason}[^)]*\); expected a codec state_dict"
+    with pytest.raises(ValueError, match=pattern) as info:
+        codecloss.CodecPerceptualLoss(weights=path)
+    assert "\n" not in str(info.value) and "torch.save(model.state_dict(), path)" in str(info.value)
 
 
 def test_load_codec_round_trips_a_bitstream(tmp_path) -> None:

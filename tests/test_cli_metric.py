@@ -81,3 +81,24 @@ def test_help_lists_options(capsys):
     out = capsys.readouterr().out
     for option in ("--json", "--device", "--backbone", "--heads", "--weights"):
         assert option in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["metric", "{a}", "{a}", *BASE],
+        ["eval", "sanity", "--root", "{dir}", *BASE],
+        ["stylize", "{a}", "{a}", "-o", "{dir}/out.png", *BASE],
+        ["train-cpips", "--bapps", "{dir}", "--out", "{dir}/heads", *BASE],
+    ],
+)
+def test_missing_gpu_is_one_line_usage_error(tmp_path, capsys, monkeypatch, command):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    a = _png(tmp_path / "a.png", 0)
+    argv = [part.format(a=a, dir=tmp_path) for part in command]
+    assert main([*argv, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "--device: got 'cuda', but torch.cuda.is_available() is False; expected one of cpu" in err

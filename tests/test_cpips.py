@@ -167,7 +167,7 @@ def test_head_file_missing_or_not_a_torch_file(tmp_path, extractor):
     with pytest.raises(FileNotFoundError):
         CPIPS(extractor, heads=tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match=r"^heads: '.*junk.pt' is not a loadable PyTorch file \(UnpicklingError: [^\n]*\); expected a CPIPS head file[^\n]*$"):
         CPIPS(extractor, heads=tmp_path / "junk.pt")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from codecloss.evaluate.scorers import (
     Skipped,
     baseline_scorers,
     build_scorers,
+    reference_scorers,
 )
 
 CPIPS_RANDOM = {"name": "CPIPS", "backbone": DEFAULT_BACKBONE, "weights": None}
@@ -68,12 +70,6 @@ def make_jnd(root: Path, category: str, noise: list[float], same: list[float], s
         np.save(folder / "same" / f"{i:06d}.npy", np.array([s], dtype=np.float32))
 
 
-@pytest.fixture
-def no_hub_weights(tmp_path, monkeypatch):
-    """An empty torch hub cache, so piq's LPIPS/DISTS must be reported as skipped."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-
 # ----------------------------------------------------------------------------- scoring functions
 
 
@@ -98,7 +94,7 @@ def test_score_jnd_hand_computed():
 # ----------------------------------------------------------------------------- BAPPS
 
 
-def test_2afc_known_answer(tmp_path, no_hub_weights):
+def test_2afc_known_answer(tmp_path):
     judges = [0.0, 0.2, 0.4, 0.0, 1.0]  # p0 (small noise) is always the closer one
     make_2afc(tmp_path, "val", "traditional", judges)
     swapped = [0.0, 0.6, 1.0]
@@ -114,12 +110,12 @@ def test_2afc_known_answer(tmp_path, no_hub_weights):
         assert rows[name].values["cnn"] == pytest.approx(expected_cnn, abs=1e-6)
         assert rows[name].values["mean"] == pytest.approx((expected_trad + expected_cnn) / 2, abs=1e-6)
     assert rows["MS-SSIM"].values["traditional"] is None and "too small" in rows["MS-SSIM"].note
-    assert "weights not available" in rows["LPIPS (piq)"].note
-    assert "weights not available" in rows["DISTS (piq)"].note
+    for name in ("LPIPS-Alex", "LPIPS-VGG", "DISTS"):  # no trunk folder (conftest clears CODECLOSS_TRUNKS)
+        assert rows[name].values["mean"] is None and "CODECLOSS_TRUNKS" in rows[name].note
     assert table.meta["counts"] == {"traditional": 5, "cnn": 3}
 
 
-def test_jnd_known_answer(tmp_path, no_hub_weights):
+def test_jnd_known_answer(tmp_path):
     make_jnd(tmp_path, "traditional", noise=[0.0, 0.03, 0.1, 0.3], same=[0.0, 1.0, 1.0, 0.0])
     table = bapps.evaluate_jnd(tmp_path, build_scorers(baselines=False, cpips_configs=[CPIPS_RANDOM]), progress=False)
     # distances grow with noise (d = 0 for the identical pair), so the expected AP is 2/3 (see above)
@@ -202,7 +198,7 @@ def make_mos_layout(root: Path, layout: str, refs: int = 2, levels: int = 3) -> 
 
 
 @pytest.mark.parametrize("layout", mos.LAYOUTS)
-def test_mos_layouts_parse_and_orient_scores(tmp_path, layout, no_hub_weights):
+def test_mos_layouts_parse_and_orient_scores(tmp_path, layout):
     make_mos_layout(tmp_path, layout)
     mos_set = mos.read_layout(layout, tmp_path)
     assert len(mos_set.items) == 6
@@ -288,7 +284,7 @@ def test_evaluate_equal_mse_scores_pairs_at_equal_mse(tmp_path):
         equal_mse.evaluate_equal_mse(tmp_path, scorers, psnrs=())
 
 
-def test_cli_eval_equal_mse(tmp_path, capsys, no_hub_weights):
+def test_cli_eval_equal_mse(tmp_path, capsys):
     save_png(tmp_path / "a.png", smooth_image(np.random.default_rng(0), 32) + 0.05)
     assert main(["eval", "equal-mse", "--root", str(tmp_path), "--crop", "0", "--psnr", "27",
                  "--weights", "none", "--no-baselines", "--json"]) == 0
@@ -302,7 +298,7 @@ def test_pair_agreement():
     assert sanity.pair_agreement([1, 1, 2], [1, 2, 2]) == (1.5, 2)  # one tie in d; equal targets skipped
 
 
-def test_evaluate_synthetic_on_small_images(tmp_path, no_hub_weights):
+def test_evaluate_synthetic_on_small_images(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(2):
         save_png(tmp_path / f"img{i}.png", smooth_image(rng, 48) + 0.05 * rng.random((48, 48, 3)))
@@ -326,6 +322,56 @@ def test_ordered_subset_on_shared_csiq(shared_data):
     assert table.columns == ["AWGN", "BLUR", "overall"]
     assert table.meta["pseudo_references"] == {"AWGN": "1600.BLUR.1.png", "BLUR": "1600.AWGN.1.png"}
     assert 0.0 <= table.rows[0].values["overall"] <= 1.0
+
+
+def test_reference_scorers_skip_without_trunks(tmp_path, monkeypatch, capsys):
+    rows = reference_scorers()
+    assert [r.name for r in rows] == ["LPIPS-Alex", "LPIPS-VGG", "DISTS"]
+    assert all(isinstance(r, Skipped) and "pass --trunks DIR or set CODECLOSS_TRUNKS" in r.reason for r in rows)
+    assert "alexnet_features.pth" in rows[0].reason and "vgg16_features.pth" in rows[2].reason
+    (tmp_path / "empty").mkdir()
+    assert all(isinstance(r, Skipped) for r in reference_scorers(trunks=tmp_path / "empty"))
+    monkeypatch.setenv("CODECLOSS_TRUNKS", str(tmp_path / "nowhere"))
+    assert all("CODECLOSS_TRUNKS: no such folder" in r.reason for r in reference_scorers())
+    save_png(tmp_path / "clean" / "a.png", smooth_image(np.random.default_rng(0), 32))
+    assert main(["eval", "sanity", "--root", str(tmp_path / "clean"), "--csiq", "none", "--crop", "0",
+                 "--weights", "none", "--trunks", str(tmp_path / "nowhere")]) == 2
+    assert "--trunks: no such folder" in capsys.readouterr().err
+
+
+def test_reference_scorers_on_trunk_files(tmp_path, monkeypatch):
+    from codecloss.reference import trunk
+
+    for name in ("alexnet", "vgg16"):  # random trunks, in the layout of ../shared/data/reference/imagenet_features
+        state = trunk(name, seed=2).features.state_dict()
+        torch.save({f"features.{k}": v for k, v in state.items()}, tmp_path / f"{name}_features.pth")
+    monkeypatch.setitem(sys.modules, "DISTS_pytorch", None)  # as if dists-pytorch were not installed
+    monkeypatch.setitem(sys.modules, "DISTS_pytorch.DISTS_pt", None)
+    lpips_alex, lpips_vgg, dists = reference_scorers(trunks=tmp_path)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    for scorer in (lpips_alex, lpips_vgg):
+        assert isinstance(scorer, Scorer) and scorer.distance(x, y).shape == (2,)
+    assert isinstance(dists, Skipped) and "pip install dists-pytorch" in dists.reason
+
+
+@pytest.mark.data
+def test_reference_scorers_with_real_trunks(shared_data, tmp_path, capsys):
+    folder = shared_data / "reference" / "imagenet_features"
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    for scorer in reference_scorers(trunks=folder):
+        assert isinstance(scorer, Scorer)
+        d = scorer.distance(x, y)
+        assert d.shape == (2,) and bool((d > 0.01).all()) and scorer.distance(x, x).abs().max() < 1e-6
+    with pytest.raises(MetricUnavailable, match="too small for LPIPS-Alex"):
+        reference_scorers(trunks=folder)[0].distance(x[..., :30, :30], y[..., :30, :30])
+    rng = np.random.default_rng(0)
+    save_png(tmp_path / "clean" / "a.png", smooth_image(rng, 64) + 0.05 * rng.random((64, 64, 3)))
+    assert main(["eval", "sanity", "--root", str(tmp_path / "clean"), "--csiq", "none", "--crop", "0",
+                 "--weights", "none", "--trunks", str(folder), "--json"]) == 0
+    rows = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["tables"][0]["rows"]}
+    for name in ("LPIPS-Alex", "LPIPS-VGG", "DISTS"):
+        assert 0.0 <= rows[name]["values"]["overall"] <= 1.0
 
 
 # ----------------------------------------------------------------------------- collector, tables, plots
@@ -363,7 +409,7 @@ def test_table_format_json_and_plot(tmp_path):
 # ----------------------------------------------------------------------------- eval CLI
 
 
-def test_cli_eval_bapps_json_and_plot(tmp_path, capsys, no_hub_weights):
+def test_cli_eval_bapps_json_and_plot(tmp_path, capsys):
     make_2afc(tmp_path / "data", "val", "traditional", [0.0, 0.5, 1.0])
     code = main(["eval", "bapps", "--root", str(tmp_path / "data"), "--weights", "none",
                  "--json", "--plot", str(tmp_path / "out.png"), "--no-progress"])
@@ -376,7 +422,7 @@ def test_cli_eval_bapps_json_and_plot(tmp_path, capsys, no_hub_weights):
     assert (tmp_path / "out.png").is_file()
 
 
-def test_cli_eval_mos_and_sanity_text(tmp_path, capsys, no_hub_weights):
+def test_cli_eval_mos_and_sanity_text(tmp_path, capsys):
     make_mos_layout(tmp_path / "tid", "tid2013")
     assert main(["eval", "mos", "--layout", "tid2013", "--root", str(tmp_path / "tid"), "--weights", "none",
                  "none", "--no-baselines", "--no-progress"]) == 2  # duplicate row names: usage error

@@ -25,6 +25,7 @@ def test_dry_run_lists_every_step(tmp_path):
     assert 'pip install --quiet ".[test]"' in text and "-k 'cuda or gpu'" in text
     assert "--device cuda --dtype float32 bfloat16 --channels-last both" in text and "--compile on" in text
     assert "benchmarks/sr_step.py --device cuda" in text
+    assert "vgg16-lpips" in text.split("[bench-eager")[1].splitlines()[0] and "fast_bf16_available" in text
     assert not (tmp_path / "out").exists()  # nothing ran
 
 

@@ -204,3 +204,12 @@ def test_real_basicsr_registry_and_perceptual_loss(monkeypatch, images):
     # basicsr 1.4.2's 'l2' names torch.nn.L2loss, which does not exist
     with pytest.raises(AttributeError, match="L2loss"):
         basic_loss.PerceptualLoss(LAYERS, criterion="l2")
+
+
+def test_outputs_may_overshoot_but_targets_must_be_in_range():
+    loss_fn = CodecPerceptualLoss(LAYERS)
+    gt = torch.rand(1, 3, 32, 32)
+    percep, _ = loss_fn(gt * 1.2 - 0.1, gt)  # an SR network's output overshooting [0, 1] while it trains
+    assert percep > 0
+    with pytest.raises(ValueError, match=r"x: values must lie in \[0, 1\].*need input_range=\(-1, 1\)"):
+        CodecPerceptualLoss(LAYERS)(gt, gt * 2 - 1)

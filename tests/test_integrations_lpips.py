@@ -156,3 +156,17 @@ def test_bad_inputs(ours):
         ours[False](x, torch.rand(1, 3, 32, 48))
     with pytest.raises(TypeError, match="floating point"):
         ours[False](torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize(
+    ("convert", "normalize", "pattern"),
+    [
+        (lambda a: a * 2 - 1, True, r"in0: values must lie in \[0, 1\] \(normalize=True\).*need normalize=False"),
+        (lambda a: a * 255, False, r"in0: values must lie in \[-1, 1\] \(normalize=False\).*x / 255 with normalize=True"),
+        (lambda a: a.index_fill(2, torch.tensor([0]), float("nan")), False, r"in0: contains NaN or Inf"),
+    ],
+)
+def test_values_are_checked_in_lpips_terms(convert, normalize, pattern):
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match=pattern):
+        LPIPS()(convert(x), x, normalize=normalize)

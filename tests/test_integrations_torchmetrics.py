@@ -85,7 +85,8 @@ def test_reset(batches):
 
 @pytest.mark.parametrize(
     ("normalize", "low", "high", "hint"),
-    [(True, -1.0, 1.0, "normalize=False"), (False, 0.0, 2.0, "normalize=True"), (True, 0.0, 255.0, "normalize=False")],
+    [(True, -1.0, 1.0, "normalize=False"), (False, 0.0, 2.0, "normalize=True"), (True, 0.0, 255.0, "use x / 255"),
+     (False, 0.0, 255.0, "use x / 255 with normalize=True")],
 )
 def test_update_rejects_values_out_of_range(normalize, low, high, hint):
     metric = CPIPSMetric(normalize=normalize)
@@ -203,4 +204,4 @@ def test_import_codecloss_never_needs_the_extras(monkeypatch):
                 del sys.modules[name]
     message = str(info.value)
     assert "codecloss.integrations.torchmetrics needs the optional package 'torchmetrics'" in message
-    assert 'pip install "codecloss[integrations]"' in message
+    assert 'pip install ".[integrations]" in the codecloss clone' in message

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codecloss.tasks.judges import colour_distance, content_ssim, judge_style, random_vgg_gram_distance, texture_distance
+from codecloss.tasks.judges import (
+    colour_distance,
+    content_ssim,
+    dists_distance,
+    judge_style,
+    lpips_distance,
+    random_vgg_gram_distance,
+    texture_distance,
+)
 
 
 def _texture(seed: int, size: int = 128) -> torch.Tensor:
@@ -46,3 +54,28 @@ def test_judges_reject_bad_input() -> None:
         random_vgg_gram_distance(torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 64))
     with pytest.raises(TypeError, match="x"):
         colour_distance(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.rand(1, 3, 32, 32))
+
+
+def test_reference_judges_need_the_trunk_files(tmp_path) -> None:
+    a = _texture(3)
+    with pytest.raises(FileNotFoundError, match="^trunks: no alexnet_features.pth found"):
+        lpips_distance(a, a)
+    with pytest.raises(FileNotFoundError, match="^trunks: no vgg16_features.pth found"):
+        dists_distance(a, a, trunks=tmp_path)
+
+
+@pytest.mark.data
+def test_reference_judges_with_real_trunks(shared_data) -> None:
+    folder = shared_data / "reference" / "imagenet_features"
+    a, b = _texture(1), _texture(2)
+    noise = torch.rand_like(a)
+    assert float(lpips_distance(a, a, folder)) == pytest.approx(0.0, abs=1e-6)
+    assert float(dists_distance(a, a, folder)) == pytest.approx(0.0, abs=1e-5)
+    assert float(dists_distance(a, b, folder)) < float(dists_distance(noise, b, folder))  # DISTS tolerates resampling
+    blurred = torch.nn.functional.avg_pool2d(a, 3, stride=1, padding=1)
+    assert float(lpips_distance(blurred, a, folder)) < float(lpips_distance(noise, a, folder))
+    scores = judge_style(a, b, content=a, trunks=folder)
+    assert set(scores) == {"texture_ps", "gram_random_vgg", "colour_swd", "content_ssim", "dists_style", "dists_content",
+                           "lpips_alex_content"}
+    assert scores["lpips_alex_content"] == pytest.approx(0.0, abs=1e-6)
+    assert "lpips_alex_content" not in judge_style(a, b, trunks=folder)

@@ -49,15 +49,7 @@ def test_match_weights_and_rounding(migration):
     assert migration.round_sig(4.9149e12) == 4.91e12 and migration.round_sig(0.0012345) == 0.00123
 
 
-def _fast_vgg(arch, weights_file, seed):
-    """The VGG feature layout (same indices) without building torchvision's 120M-parameter classifier."""
-    torch.manual_seed(seed)
-    features = make_layers(cfgs["D" if arch == "vgg16" else "E"]).eval().requires_grad_(False)
-    return features, f"test network (seed {seed})"
-
-
-def test_tiny_run_matches_gradient_norm(migration, tmp_path, monkeypatch):
-    monkeypatch.setattr(migration, "vgg_features", _fast_vgg)
+def test_tiny_run_matches_gradient_norm(migration, tmp_path):
     out = tmp_path / "migration.json"
     argv = ["--out", str(out), "--cases", "esrgan", "--backbones", "codecloss-small-mse", "--size", "32",
             "--batch", "1", "--data", str(tmp_path / "no-data"), "--threads", "1"]
@@ -73,12 +65,14 @@ def test_tiny_run_matches_gradient_norm(migration, tmp_path, monkeypatch):
         f"codecloss.CodecPerceptualLoss('codecloss-small-mse', layers={codec['weights_suggested']}, content='l1')")
     assert "| esrgan @ bicubic_x4 | codecloss-small-mse | l1: y x " in migration.format_tables(report)
 
-    # the reference term is ESRGAN's: L1 between conv5_4 (before ReLU) of ImageNet-normalised images
-    features, _ = _fast_vgg("vgg19", None, 0)
+    # the reference term is ESRGAN's: L1 between conv5_4 (before ReLU, features[34]) of ImageNet-normalised images
+    assert report["settings"]["vgg_weights"]["vgg19"] == "random init (seed 0)"
+    features = make_layers(cfgs["E"]).eval().requires_grad_(False)
+    features.load_state_dict(migration.vgg_trunk("vgg19", None, 0)[0].features.state_dict())
     photos = migration.load_images(tmp_path / "no-data", 32, 1, 0).kodak
     pred, target = migration.bicubic_x4(photos), photos
-    mean = torch.tensor(migration.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(migration.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     expected = F.l1_loss(features[:35]((pred - mean) / std), features[:35]((target - mean) / std))
     assert case["reference_stats"]["bicubic_x4"]["total"]["value"] == pytest.approx(float(expected), rel=1e-5)
 

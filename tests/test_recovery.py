@@ -112,12 +112,23 @@ def test_argument_errors():
 
 def test_recovery_scorers_share_the_cpips_encoder():
     scorers = recovery.recovery_scorers([CPIPS_RANDOM])
-    assert [s.name for s in scorers] == ["CPIPS", "MSE", "feature L2"]
+    assert [s.name for s in scorers] == ["CPIPS", "MSE", "feature L2", "LPIPS-Alex", "LPIPS-VGG", "DISTS"]
+    assert all(isinstance(s, Skipped) for s in scorers[3:])  # no trunk folder (conftest clears CODECLOSS_TRUNKS)
     cpips, feature_l2 = scorers[0].fn, scorers[2].fn
     assert feature_l2.extractor is cpips.extractor and list(feature_l2.layer_weights) == cpips.layers
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     assert scorers[2].distance(x, y).shape == (2,)
     assert [s.name for s in recovery.recovery_scorers([CPIPS_RANDOM], baselines=False)] == ["CPIPS"]
+
+
+@pytest.mark.data
+def test_lpips_recovery_with_real_trunks(shared_data, tmp_path):
+    save_png(tmp_path / "refs" / "0.png", smooth_pattern(40, phase=0.0))
+    scorers = recovery.recovery_scorers([], trunks=shared_data / "reference" / "imagenet_features")
+    lpips_alex = {s.name: s for s in scorers}["LPIPS-Alex"]
+    (table,) = recovery.evaluate_recovery(tmp_path / "refs", [lpips_alex], crop=None, inits=["noisy"], steps=5, lr=0.01)
+    row = {r.name: r for r in table.rows}["LPIPS-Alex"]
+    assert row.values["d_K"] < row.values["d_0"]
 
 
 def test_evaluate_recovery_tables(tmp_path):
@@ -160,9 +171,11 @@ def test_cli_eval_recovery_json(tmp_path, capsys):
     assert [t["meta"]["init"] for t in out["tables"]] == ["uniform", "blur"]
     table = out["tables"][0]
     assert table["columns"] == recovery.COLUMNS
-    assert [r["metric"] for r in table["rows"]] == ["x_0 (start)", "CPIPS", "MSE", "feature L2"]
+    assert [r["metric"] for r in table["rows"]] == ["x_0 (start)", "CPIPS", "MSE", "feature L2", "LPIPS-Alex",
+                                                    "LPIPS-VGG", "DISTS"]
     assert table["meta"]["images"] == ["img0.png", "img1.png"] and table["meta"]["steps"] == 5
-    assert all(isinstance(r["values"]["PSNR"], float) for r in table["rows"])
+    assert all(isinstance(r["values"]["PSNR"], float) for r in table["rows"][:4])
+    assert all(r["note"].startswith("skipped: no ImageNet") for r in table["rows"][4:])  # no trunks here
 
     assert main(["eval", "recovery", "--root", str(tmp_path / "refs"), "--crop", "0", "--steps", "0",
                  "--weights", "none", "--no-baselines"]) == 2

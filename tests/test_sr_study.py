@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -120,6 +121,23 @@ def test_codec_loss_on_a_candidate_weights_file(data: dict, tmp_path: Path, caps
     assert default["feature_weight"] != pytest.approx(info["feature_weight"], rel=1e-3)  # another network
 
 
+def test_vgg16_loss_on_a_weights_file(data: dict, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                      one_thread: None) -> None:
+    """--losses vgg16 --vgg16-weights FILE: ESRGAN's term on VGG16 conv5_3 with weights from a features.* file."""
+    from codecloss.reference import trunk
+
+    weights = tmp_path / "vgg16_features.pth"
+    torch.save({f"features.{k}": v for k, v in trunk("vgg16", seed=3).features.state_dict().items()}, weights)
+    assert main(_args(data, tmp_path / "run", ["vgg16"], 1) + ["--vgg16-weights", str(weights)]) == 0
+    info = json.loads(capsys.readouterr().out)["losses"]["vgg16"]
+    assert info["layers"] == ["conv5_3 (before ReLU)"] and str(weights) in info["weights"]
+    assert main(_args(data, tmp_path / "run2", ["vgg16"], 1) + ["--vgg16-weights", str(tmp_path / "no.pth")]) == 2
+    assert "--vgg16-weights: no such file" in capsys.readouterr().err
+    assert main(_args(data, tmp_path / "run3", ["vgg19"], 1) + ["--vgg-weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "it looks like vgg16" in err
+
+
 def test_resume_equals_a_straight_run(data: dict, tmp_path: Path, one_thread: None) -> None:
     def config(out: Path, steps: int) -> StudyConfig:
         return StudyConfig(losses=["codec"], steps=steps, eval_dirs=[str(d) for d in data["eval"]], out=str(out),
@@ -140,9 +158,10 @@ def test_resume_equals_a_straight_run(data: dict, tmp_path: Path, one_thread: No
         run_study(_with(config(tmp_path / "resumed", 2), lr=1e-3))
 
 
-def _with(config: StudyConfig, **changes: object) -> StudyConfig:
+def _with(config: Any, **changes: object) -> Any:
+    """A copy of a study or sweep config with some settings changed."""
     fields = {k: v for k, v in config.__dict__.items() if not k.startswith("_")}
-    return StudyConfig(**{**fields, **changes})
+    return type(config)(**{**fields, **changes})
 
 
 @pytest.mark.parametrize("change", [("--losses", "nope"), ("--eval", "/no/such/folder")])
@@ -154,3 +173,224 @@ def test_bad_usage_is_one_line_exit_2(data: dict, tmp_path: Path, capsys: pytest
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert change[0] in err and change[1] in err
     assert not (tmp_path / "run").exists()
+
+
+# --- issue 21: L1 pretraining to a plateau, then the perceptual fine-tuning sweep --------------------------------
+
+MODE_TINY = ["--batch", "2", "--patch", "64"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step pretraining run (8 channels, 1 block) on the tiny folder, validated on a folder named bsds500/val."""
+    out = tmp_path_factory.mktemp("pretrain")
+    assert main(_pretrain_args(data, out, 2)) == 0
+    return out / "pretrain.pth"
+
+
+def _pretrain_args(data: dict, out: Path, steps: int) -> list[str]:
+    return ["sr-study", "--pretrain", "--out", str(out), "--train", str(data["train"]), "--val", str(data["val"]),
+            "--steps", str(steps), "--val-every", "1", "--channels", "8", "--blocks", "1", "--json", *MODE_TINY]
+
+
+@pytest.fixture(scope="module")
+def trunks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random-init VGG16 and AlexNet trunk files in the torchvision ``features.*`` layout."""
+    from codecloss.reference import trunk
+
+    folder = tmp_path_factory.mktemp("trunks")
+    for name in ("vgg16", "alexnet"):
+        state = {f"features.{k}": v for k, v in trunk(name, seed=3).features.state_dict().items()}
+        torch.save(state, folder / f"{name}_features.pth")
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bsd100(data: dict) -> None:
+    _save(_photo_like(44, 48, 12), data["root"] / "bsds500" / "val" / "c.png")
+    data["val"] = data["root"] / "bsds500" / "val"
+
+
+def test_plateau_rule() -> None:
+    from codecloss.tasks.sr_pretrain import plateaued
+
+    assert not plateaued([20.0, 21.0], patience=2, min_gain=0.02)  # too few validations
+    assert plateaued([20.0, 21.0, 21.01, 21.015], patience=2, min_gain=0.02)
+    assert not plateaued([20.0, 21.0, 21.01, 21.03], patience=2, min_gain=0.02)
+
+
+def test_pretrain_writes_a_model_and_resumes_exactly(data: dict, pretrained: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture, one_thread: None) -> None:
+    from codecloss.tasks import load_upscaler
+
+    net = load_upscaler(pretrained)
+    assert (net.channels, net.blocks) == (8, 1) and net.meta["loss"] == "l1"
+    assert main(_pretrain_args(data, tmp_path, 1)) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
+    assert main(_pretrain_args(data, tmp_path, 2)) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["steps"] == 2 and [h["step"] for h in resumed["history"]] == [1, 2]
+    straight = torch.load(pretrained.with_name("pretrain_state.pt"), weights_only=True)
+    again = torch.load(tmp_path / "pretrain_state.pt", weights_only=True)
+    assert straight["history"] == again["history"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+    assert main(_pretrain_args(data, tmp_path, 3)[:-len(MODE_TINY)] + ["--batch", "3", "--patch", "64"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def _finetune_args(data: dict, init: Path, out: Path, losses: list[str], ratios: list[str]) -> list[str]:
+    return ["sr-study", "--finetune", str(init), "--out", str(out), "--train", str(data["train"]), "--losses", *losses,
+            "--weights-ratio", *ratios, "--steps", "2", "--eval", str(data["eval"][0]), str(data["val"]),
+            "--checkpoint-every", "1", "--json", *MODE_TINY]
+
+
+def test_finetune_json_carries_every_loss_weight_and_metric(data: dict, pretrained: Path, trunks: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture, one_thread: None) -> None:
+    losses = ["l1", "codec", "aesop", "aesop+codec"]
+    args = _finetune_args(data, pretrained, tmp_path / "sweep", losses, ["0.3", "1"]) + ["--trunks", str(trunks)]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    labels = {"l1", "codec@0.3", "codec@1", "aesop", "aesop+codec@0.3", "aesop+codec@1"}
+    assert set(result["runs"]) == labels
+    assert {info["loss"] for info in result["runs"].values()} == set(losses)
+    for label, info in result["runs"].items():
+        assert info["steps"] == 2 and info["step_time"]["timed_steps"] == 1
+        assert info["peak_memory_mib"] is None or info["peak_memory_mib"] >= 0
+        assert (info["feature_weight"] > 0) == ("@" in label)
+    weights = result["runs"]
+    assert weights["codec@1"]["feature_weight"] == pytest.approx(weights["codec@0.3"]["feature_weight"] / 0.3)
+    assert weights["aesop"]["pixel_loss"].startswith("AESOP") and weights["codec@1"]["pixel_loss"] == "L1"
+    assert result["judges_skipped"] == {}
+    assert {"lpips_alex", "dists", "psnr_y", "ssim_y", "sharpness"} <= set(result["metrics"])
+    assert set(result["eval"]) == {"set5", "bsd100"}
+    for methods in result["eval"].values():
+        assert set(methods) == labels | {"bicubic", "pretrained"}
+        for scores in methods.values():
+            for metric in ("psnr_y", "ssim_y", "lpips_alex", "dists", "sharpness"):
+                assert isinstance(scores[metric], float), metric
+    assert set(result["matched"]["losses"]) == {"codec", "aesop+codec", "aesop"}
+    assert (tmp_path / "sweep" / "codec@0.3" / "model.pth").is_file()
+
+
+def test_finetune_without_trunks_skips_the_judges(data: dict, pretrained: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+                                                  one_thread: None) -> None:
+    monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
+    assert main(_finetune_args(data, pretrained, tmp_path / "sweep", ["l1"], ["1"])) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["judges_skipped"]) == {"lpips_alex", "dists"}
+    assert result["eval"]["bsd100"]["l1"]["lpips_alex"] is None
+    assert isinstance(result["eval"]["bsd100"]["l1"]["psnr_y"], float)
+
+
+FINETUNE_FEATURES = ["codec", "codec-l2n", "codec-small", "codec-random", "vgg16-relu2_2", "vgg16-conv5_3", "lpips-vgg"]
+
+
+@pytest.mark.parametrize("name", [*FINETUNE_FEATURES, "aesop"])
+def test_every_sweep_loss_builds_and_gives_finite_gradients(name: str, trunks: Path, one_thread: None) -> None:
+    from codecloss.tasks.sr_losses import AESOPLoss, build_feature_loss, parse_loss
+
+    pixel, feature = parse_loss(name)
+    loss = AESOPLoss() if pixel == "aesop" else build_feature_loss(feature, 0, vgg16_weights=trunks / "vgg16_features.pth")[0]
+    hr = _photo_like(64, 64, 1).unsqueeze(0).repeat(2, 1, 1, 1)
+    sr = upscale_bicubic(downscale(hr, 4), 4).requires_grad_(True)
+    value = loss(sr, hr)
+    (grad,) = torch.autograd.grad(value, sr)
+    assert value.dim() == 0 and torch.isfinite(value) and value > 0
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("change", [
+    ("--losses", "nope", "unknown loss"),
+    ("--losses", "lpips-alex", "judge"),
+    ("--losses", "aesop+lpips-alex", "judge"),
+    ("--weights-ratio", "-0.5", "> 0"),
+    ("--finetune", "/no/such/pretrain.pth", "no such file"),
+])
+def test_bad_finetune_usage_is_one_line_exit_2(data: dict, pretrained: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture, change: tuple) -> None:
+    args = _finetune_args(data, pretrained, tmp_path / "sweep", ["l1", "codec"], ["1"])
+    args[args.index(change[0]) + 1] = change[1]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert change[0] in err and change[2] in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_finetune_refuses_other_scales_architectures_and_files(data: dict, pretrained: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    blob = torch.load(pretrained, weights_only=True)
+    for name, change, message in (("x2.pth", {"scale": 2}, "x2 upscaler"), ("arch.pth", {"arch": "rrdb"}, "'rrdb'"),
+                                  ("style.pth", {"format": "codecloss-stylizer"}, "not an upscaler")):
+        torch.save(blob | change, tmp_path / name)
+        assert main(_finetune_args(data, tmp_path / name, tmp_path / "sweep", ["l1"], ["1"])) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "--finetune" in err and message in err, err
+
+
+def test_vgg16_losses_need_a_trunk(data: dict, pretrained: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
+    assert main(_finetune_args(data, pretrained, tmp_path / "sweep", ["vgg16-relu2_2"], ["1"])) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--vgg16-weights" in err
+
+
+def _sweep(psnr: dict[str, float], lpips: dict[str, float]) -> dict:
+    runs = {label: {"loss": label.split("@")[0], "weight_ratio": float(label.split("@")[1]) if "@" in label else None}
+            for label in psnr}
+    return {"runs": runs, "eval": {"bsd100": {k: {"psnr_y": v, "lpips_alex": lpips[k]} for k, v in psnr.items()}}}
+
+
+def test_matched_operating_point_and_pd_plot(tmp_path: Path) -> None:
+    from codecloss.tasks.sr_tradeoff import matched_operating_points, plot_perception_distortion
+
+    psnr = {"l1": 27.0, "codec@0.1": 26.8, "codec@0.3": 26.45, "codec@1": 25.9, "vgg@0.1": 26.2, "vgg@1": 25.0}
+    lpips = {k: 0.3 - 0.01 * i for i, k in enumerate(psnr)}
+    result = _sweep(psnr, lpips)
+    matched = matched_operating_points(result)
+    assert matched["target_psnr_y"] == pytest.approx(26.5)
+    assert matched["losses"]["codec"]["label"] == "codec@0.3"  # 0.05 dB below the target: closest, within 0.1 dB
+    assert matched["losses"]["vgg"]["label"] is None  # 0.3 dB below: out of tolerance
+    assert matched_operating_points(result, tolerance_db=0.5)["losses"]["vgg"]["label"] == "vgg@0.1"
+    result["matched"] = matched
+    path = plot_perception_distortion(result, tmp_path / "pd.png")
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="dists"):
+        plot_perception_distortion(result, tmp_path / "pd2.png", perception="dists")
+
+
+def test_finetune_resumes_exactly(data: dict, pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  one_thread: None) -> None:
+    from codecloss.tasks.sr_finetune import FinetuneConfig, run_finetune
+
+    monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
+
+    def config(out: Path, steps: int) -> FinetuneConfig:
+        return FinetuneConfig(init=str(pretrained), out=str(out), losses=["aesop+codec"], weight_ratios=[0.5], steps=steps,
+                              eval_dirs=[str(data["val"])], train_dirs=[str(data["train"])], batch=2, patch=64,
+                              checkpoint_every=1)
+
+    straight = run_finetune(config(tmp_path / "straight", 2))
+    run_finetune(config(tmp_path / "resumed", 1))
+    resumed = run_finetune(config(tmp_path / "resumed", 2))
+    a, b = (torch.load(tmp_path / run / "aesop+codec@0.5" / "checkpoint.pt", weights_only=True) for run in ("straight", "resumed"))
+    assert a["step"] == b["step"] == 2 and a["weight"] == b["weight"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert straight["eval"] == resumed["eval"]
+    with pytest.raises(ValueError, match="other settings"):
+        run_finetune(_with(config(tmp_path / "resumed", 2), lr=1e-3))
+
+
+def test_device_and_mode_options_are_checked(data: dict, pretrained: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    for args, argument in ((_finetune_args(data, pretrained, tmp_path / "a", ["l1"], ["1"]) + ["--device", "nope"], "--device"),
+                           (_pretrain_args(data, tmp_path / "b", 1) + ["--device", "nope"], "--device"),
+                           (_args(data, tmp_path / "c", ["l1"], 1) + ["--device", "cpu"], "--device"),
+                           (_pretrain_args(data, tmp_path / "d", 1) + ["--losses", "codec"], "--losses")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and argument in err, err

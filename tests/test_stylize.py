@@ -73,6 +73,18 @@ def test_vgg19_control_runs(images, one_thread) -> None:
     assert result.image.shape == (1, 3, 32, 45) and "relu4_2" in result.settings["content_layers"]
 
 
+def test_vgg16_with_a_weights_file(images, tmp_path, one_thread) -> None:
+    from codecloss.reference import trunk
+
+    content, style = images
+    weights = tmp_path / "vgg16_features.pth"
+    torch.save({f"features.{k}": v for k, v in trunk("vgg16", seed=3).features.state_dict().items()}, weights)
+    result = run_stylize(content, style, size=32, backbone="vgg16", weights=str(weights), steps=2, scales=1)
+    assert result.image.shape == (1, 3, 32, 45) and result.settings["weights"] == str(weights)
+    with pytest.raises(ValueError, match="^weights: .*it looks like vgg16"):
+        run_stylize(content, style, size=32, backbone="vgg19", weights=str(weights), steps=1, scales=1)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

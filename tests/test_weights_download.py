@@ -301,3 +301,35 @@ def test_stale_partial_files_are_removed(weights_server, weights_env):
     _register(weights_server, "p", b"p" * 10)
     get_weights_file("p", progress=False)
     assert _files(weights_env) == ["p.pth"]
+
+
+def _closed_port() -> int:
+    """A local port with nothing listening (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_server_names_the_url_and_the_ways_around_it(weights_env):
+    url = f"http://127.0.0.1:{_closed_port()}/w/far.pth"
+    register_weights(entry("far", url, b"x" * 10))
+    with pytest.raises(DownloadError) as info:
+        get_weights_file("far", progress=False)
+    message = str(info.value)
+    assert "\n" not in message and f"{url}: " in message
+    for hint in ("CODECLOSS_MIRROR=", "CODECLOSS_OFFLINE=1", "`codecloss weights import far FILE`"):
+        assert hint in message
+
+
+def test_zoo_backbone_behind_an_unreachable_mirror_fails_in_one_line(weights_env, monkeypatch, capsys):
+    from codecloss.cli import main
+
+    base = f"http://127.0.0.1:{_closed_port()}/zoo"
+    monkeypatch.setenv("CODECLOSS_MIRROR", base)
+    monkeypatch.setenv("CODECLOSS_RETRIES", "0")
+    assert main(["weights", "fetch", "bmshj2018-factorized-mse-q1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{base}/bmshj2018-factorized-prior-1-446d5c7f.pth.tar: " in err
+    assert "codecloss weights import bmshj2018-factorized-mse-q1 FILE" in err

@@ -1,9 +1,15 @@
-"""Memory-layout helpers: NCHW/NHWC detection, per-pixel row views, and cache-sized chunks.
+"""Memory-layout helpers: NCHW/NHWC detection, per-pixel row views, and pixel chunks.
 
-On CPU, each fresh tensor of tens of MiB costs page faults (glibc serves it with ``mmap``), often more
-than the arithmetic done on it. Element-wise chains over large feature maps therefore run on
-cache-sized chunks of pixels and write into preallocated outputs; on other devices, and under
-``torch.compile``, one chunk is the whole map.
+On CPU, each fresh tensor of 32 MiB or more costs page faults (glibc serves it with ``mmap``), often more
+than the arithmetic done on it. Element-wise chains over large feature maps therefore run on chunks of
+pixels whose temporaries stay below that size, and write into preallocated outputs; on other devices,
+and under ``torch.compile``, one chunk is the whole map.
+
+Chunks are few and large on purpose: every operation on a chunk is an OpenMP parallel region ending in
+a barrier, and on a busy machine a barrier waits for the slowest, possibly descheduled, thread. With
+cache-sized chunks (256 Ki elements) a loss step of the default backbone on 4 x 256 x 256 images ran 831
+operations, against 183 now and 222 (far larger ones) for VGG16, at the same single-thread speed
+(``docs/benchmarks.md``, "CPU contention").
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from torch import Tensor
 
 __all__ = ["CHUNK_ELEMENTS", "chunks", "dense", "is_channels_last", "memory_format_of", "pixel_rows"]
 
-#: Elements per chunk on CPU (1 MiB of float32: fits in a core's L2 cache).
-CHUNK_ELEMENTS = 1 << 18
+#: Elements per chunk on CPU (8 MiB of float32: temporaries stay below glibc's 32 MiB mmap threshold).
+CHUNK_ELEMENTS = 1 << 21
 
 
 def is_channels_last(x: Tensor) -> bool:

@@ -1,17 +1,25 @@
-"""Shared input checks: every public entry point validates images through here.
+"""Shared input checks: every public entry point validates images and devices through here.
 
-Checks are on shapes and dtypes only (no host-device sync) unless
-``check_finite=True`` is asked for.
+:func:`check_image` and :func:`check_pair` look at shapes and dtypes only (no host-device sync);
+:func:`check_values` looks at the values (range and finiteness) with one reduction per image and
+one host sync for all of them.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import math
+from typing import Collection, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 MIN_SIZE = 16
+
+#: Values may leave ``input_range`` by this fraction of its width (resampling overshoot, rounding).
+RANGE_TOLERANCE = 1e-3
+
+#: Largest value of an ImageNet-normalised image: (1 - 0.406) / 0.225.
+_IMAGENET_MAX = 2.65
 
 
 def check_choice(argument: str, value: object, choices: Iterable[str]) -> str:
@@ -38,7 +46,6 @@ def check_image(
     argument: str = "x",
     *,
     allow_grayscale: bool = False,
-    check_finite: bool = False,
     min_size: int = MIN_SIZE,
     allow_uint8: bool = False,
 ) -> Tensor:
@@ -51,7 +58,6 @@ def check_image(
         x: images, (N, C, H, W) or (C, H, W), floating point.
         argument: name used in error messages.
         allow_grayscale: accept C == 1.
-        check_finite: also reject NaN/Inf values (synchronises with the device).
         min_size: smallest accepted height and width.
         allow_uint8: accept uint8 images too (for callers that convert them to float themselves).
 
@@ -75,8 +81,6 @@ def check_image(
         raise ValueError(f"{argument}: expected 3 channels{extra}, got {channels} in shape {tuple(x.shape)}")
     if min(x.shape[-2:]) < min_size:
         raise ValueError(f"{argument}: height and width must be >= {min_size}, got {tuple(x.shape[-2:])}")
-    if check_finite and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{argument}: contains NaN or Inf values")
     return x
 
 
@@ -100,3 +104,110 @@ def to_unit_range(x: Tensor, input_range: tuple[float, float]) -> Tensor:
     if (low, high) == (0.0, 1.0):
         return x
     return (x - low) / (high - low)
+
+
+def _spell(input_range: tuple[float, float], options: Mapping[tuple[float, float], str] | None) -> str:
+    """How the caller asks for ``input_range`` (``input_range=(-1, 1)``, or an adapter's own option)."""
+    if options is not None and input_range in options:
+        return options[input_range]
+    return f"input_range=({input_range[0]:g}, {input_range[1]:g})"
+
+
+def _range_hint(
+    lowest: float, highest: float, input_range: tuple[float, float], options: Mapping[tuple[float, float], str] | None
+) -> str:
+    """The likely convention of images with these extremes, and how to pass them."""
+    low, high = input_range
+    tolerance = RANGE_TOLERANCE * (high - low)
+    if -1 - tolerance <= lowest < 0 and highest <= 1 + tolerance:
+        return f"images in [-1, 1] (lpips-style) need {_spell((-1.0, 1.0), options)}"
+    if lowest >= -tolerance and highest > 1 + tolerance:
+        scale = "x / 255" if input_range == (0.0, 1.0) else f"x / 255 with {_spell((0.0, 1.0), options)}"
+        return f"for images in [0, 255] use {scale}"
+    if lowest < 0 and highest <= _IMAGENET_MAX:
+        return ("codec inputs are raw RGB, not ImageNet-normalised: undo transforms.Normalize(mean, std) "
+                "with x * std + mean")
+    return f"rescale them to [{low:g}, {high:g}], or clamp small overshoots with x.clamp({low:g}, {high:g})"
+
+
+def check_values(
+    images: Mapping[str, Tensor],
+    input_range: tuple[float, float],
+    *,
+    ranged: Collection[str] | None = None,
+    options: Mapping[tuple[float, float], str] | None = None,
+) -> None:
+    """Reject images with NaN/Inf values, or with values outside ``input_range`` (with a hint at their convention).
+
+    One ``torch.aminmax`` per image (NaN propagates to both extremes, Inf shows as one) and one host
+    sync for all images together. Values may leave the range by :data:`RANGE_TOLERANCE` of its width.
+
+    Args:
+        images: argument name -> images (already checked by :func:`check_image`).
+        input_range: the declared ``(low, high)``.
+        ranged: names whose range is checked (default: all); the others are checked for NaN/Inf only.
+        options: how the caller spells each range in hints (default ``input_range=(low, high)``),
+            e.g. ``{(0.0, 1.0): "normalize=True", (-1.0, 1.0): "normalize=False"}``.
+
+    Example:
+        >>> check_values({"x": torch.rand(1, 3, 16, 16) * 2 - 1}, (0.0, 1.0))  # doctest: +SKIP
+        ValueError: x: values must lie in [0, 1] (input_range=(0, 1)), got min -0.9991 and max 0.9987; images
+        in [-1, 1] (lpips-style) need input_range=(-1, 1)
+    """
+    names = [name for name, image in images.items() if image.numel()]
+    if not names:
+        return
+    device = images[names[0]].device
+    extremes = torch.stack([torch.stack(torch.aminmax(images[n].detach())).to(device, torch.float32) for n in names])
+    low, high = input_range
+    tolerance = RANGE_TOLERANCE * (high - low)
+    for name, (lowest, highest) in zip(names, extremes.tolist()):
+        if not (math.isfinite(lowest) and math.isfinite(highest)):
+            raise ValueError(
+                f"{name}: contains NaN or Inf values; find where they arise, e.g. "
+                "with torch.autograd.set_detect_anomaly(True), or replace them with torch.nan_to_num"
+            )
+        if (ranged is None or name in ranged) and (lowest < low - tolerance or highest > high + tolerance):
+            raise ValueError(
+                f"{name}: values must lie in [{low:g}, {high:g}] ({_spell(input_range, options)}), got min "
+                f"{lowest:.4g} and max {highest:.4g}; {_range_hint(lowest, highest, input_range, options)}"
+            )
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``cpu``, then ``cuda:K`` for each GPU and ``mps`` when present."""
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: str | torch.device, argument: str = "device") -> torch.device:
+    """Parse a device and check that this machine has it.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:K"``, ``"mps"`` or a ``torch.device``.
+        argument: name used in error messages (``"--device"`` for commands).
+
+    Returns:
+        The ``torch.device``.
+
+    Example:
+        >>> check_device("cpu", "--device")
+        device(type='cpu')
+    """
+    expected = f"expected one of {', '.join(available_devices())}"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{argument}: got {device!r}, {expected}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{argument}: got {device!r}, but torch.cuda.is_available() is False; {expected}")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{argument}: got {device!r}, but this machine has {torch.cuda.device_count()} GPU(s); {expected}"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{argument}: got {device!r}, but torch.backends.mps.is_available() is False; {expected}")
+    return parsed

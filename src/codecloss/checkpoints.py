@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 import torch
 from compressai.zoo.pretrained import load_pretrained
 from torch import Tensor
 
-__all__ = ["CHECKPOINT_SUFFIXES", "WeightsArg", "is_weights_path", "load_codec_state_dict"]
+__all__ = ["CHECKPOINT_SUFFIXES", "WeightsArg", "is_weights_path", "load_codec_state_dict", "load_torch_file"]
 
 #: What ``weights=`` accepts: ``"default"``, a registry name, a file path, or ``None`` (random init).
 WeightsArg = Union[str, os.PathLike, None]
@@ -30,6 +30,39 @@ def is_weights_path(weights: str | os.PathLike) -> bool:
     return os.sep in weights or weights.endswith(CHECKPOINT_SUFFIXES) or Path(weights).is_file()
 
 
+def _load_failure(err: Exception) -> str:
+    """The one informative sentence of a ``torch.load`` error (they run to a paragraph)."""
+    text = str(err).split("WeightsUnpickler error:", 1)[-1]
+    sentence = " ".join(text.split()).split(". ")[0].rstrip(".")
+    name = type(err).__name__
+    return f"{name}: {sentence[:160]}" if sentence else f"{name}, the file is empty or cut short"
+
+
+def load_torch_file(path: Path, argument: str, expected: str) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``, failing with one line that names ``argument``.
+
+    Args:
+        path: an existing file.
+        argument: the argument that named the file, for the message.
+        expected: what the file should be, for the message.
+
+    Returns:
+        The loaded object.
+
+    Example:
+        >>> load_torch_file(Path("notes.txt"), "weights", "a state_dict")  # doctest: +SKIP
+        ValueError: weights: 'notes.txt' is not a loadable PyTorch file (UnpicklingError: ...); expected ...
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types (UnpicklingError, RuntimeError, EOFError, ...)
+        raise ValueError(
+            f"{argument}: {str(path)!r} is not a loadable PyTorch file ({_load_failure(err)}); expected {expected} "
+            "saved with torch.save, holding only tensors, dicts, lists and numbers (weights_only=True); "
+            "re-save other files with torch.save(model.state_dict(), path)"
+        ) from None
+
+
 def load_codec_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a checkpoint file safely (``weights_only=True``) and return its flat state_dict.
 
@@ -39,7 +72,9 @@ def load_codec_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights: no such file {str(path)!r}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_torch_file(
+        path, "weights", "a codec state_dict (a CompressAI zoo file, a training checkpoint or a codecloss export)"
+    )
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"weights: {str(path)!r} holds a {type(checkpoint).__name__}, expected a state_dict")
     for key in ("state_dict", "model"):  # CompressAI / codecloss training checkpoints

@@ -27,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codecloss._validate import check_input_range, check_pair
+from codecloss._dtype import DtypeArg, check_dtype, compute_context
+from codecloss._validate import check_input_range, check_pair, check_values
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, is_weights_path, load_backbone
+from codecloss.checkpoints import load_torch_file
 from codecloss.features import FeatureExtractor
 from codecloss.losses import resolve_layer_weights, normalize_channels
 from codecloss.tiling import TilePlan, check_tile, map_tiles
@@ -67,10 +69,7 @@ def load_head(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"heads: no such file {str(path)!r}")
-    try:
-        head = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"heads: {str(path)!r} is not a readable CPIPS head file ({err})") from None
+    head = load_torch_file(path, "heads", f"a CPIPS head file ({HEAD_FORMAT!r} dict)")
     if not isinstance(head, Mapping) or head.get("format") != HEAD_FORMAT:
         raise ValueError(f"heads: {str(path)!r} is not a CPIPS head file (expected 'format': {HEAD_FORMAT!r})")
     layers, lin = head.get("layers"), head.get("lin")
@@ -130,7 +129,13 @@ class CPIPS(nn.Module):
             equals the untiled one up to float rounding at any image size, in bounded memory (see
             :mod:`codecloss.tiling`). The attribute may be changed between calls.
         allow_grayscale: accept 1-channel images (repeated to RGB).
-        check_finite: reject NaN/Inf inputs (synchronises with the device).
+        dtype: compute dtype of the features: ``None`` (float32, or the caller's autocast dtype),
+            ``torch.float32`` (also under autocast), ``torch.bfloat16`` (as under
+            ``torch.autocast(device, torch.bfloat16)``) or ``torch.float16`` (CUDA only); the
+            normalisation, heads and means stay in float32.
+
+    Every call checks that the images are finite and lie in ``input_range`` (one reduction per
+    image and one host sync; see :func:`codecloss._validate.check_values`).
 
     Example:
         >>> cpips = CPIPS("bmshj2018-factorized-mse-q1", weights=None)  # doctest: +SKIP
@@ -150,9 +155,10 @@ class CPIPS(nn.Module):
         per_layer: bool = False,
         tile: int | None = None,
         allow_grayscale: bool = False,
-        check_finite: bool = False,
+        dtype: DtypeArg = None,
     ) -> None:
         super().__init__()
+        self.compute_dtype = check_dtype(dtype)
         if not isinstance(heads, (str, os.PathLike)):
             raise TypeError(
                 f"heads: expected 'uniform', a head file path or a registry name, got {type(heads).__name__}"
@@ -162,14 +168,12 @@ class CPIPS(nn.Module):
         self.input_range = check_input_range(input_range)
         self.spatial = bool(spatial)
         self.per_layer = bool(per_layer)
-        self._checks = {"allow_grayscale": allow_grayscale, "check_finite": check_finite}
+        self._checks = {"allow_grayscale": allow_grayscale}
         self.extractor = backbone if isinstance(backbone, FeatureExtractor) else load_backbone(backbone, weights)
         head = None if heads == "uniform" else load_head(_resolve_head_file(heads))
         if head is not None and layers is None:
             layers = head["layers"]
         chosen = self.extractor.default_layers if layers is None else list(layers)
-        if not chosen:
-            raise ValueError("layers: expected at least one tap name, got an empty sequence")
         self.layers: list[str] = list(resolve_layer_weights("layers", chosen, self.extractor))
         self.heads_source = "uniform" if head is None else str(heads)
         self.lin = nn.ModuleDict(
@@ -216,8 +220,9 @@ class CPIPS(nn.Module):
         }
 
     def features(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        """Features of validated images ``x`` (N, 3, H, W) in ``input_range`` at :attr:`layers`."""
-        return self.extractor.extract(x, self.layers, self.input_range)
+        """Features of validated images ``x`` (N, 3, H, W) in ``input_range`` at :attr:`layers`, in the compute dtype."""
+        with compute_context(self.compute_dtype, x.device):
+            return self.extractor.extract(x, self.layers, self.input_range)
 
     def distance_maps(self, x: Tensor, y: Tensor) -> "OrderedDict[str, Tensor]":
         """Per-position weighted squared differences of the unit-normalised features, per tap.
@@ -234,7 +239,8 @@ class CPIPS(nn.Module):
         maps: OrderedDict[str, Tensor] = OrderedDict()
         for tap, conv in self.lin.items():
             diff = (normalize_channels(fx[tap]) - normalize_channels(fy[tap])).pow(2)
-            maps[tap] = F.conv2d(diff, conv.weight.to(diff.dtype))
+            with torch.autocast(diff.device.type, enabled=False):  # the heads' weighted sum stays in float32
+                maps[tap] = F.conv2d(diff, conv.weight.to(diff.dtype))
         return maps
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
@@ -249,6 +255,7 @@ class CPIPS(nn.Module):
             ``(total, {tap: contribution})``.
         """
         x, y = check_pair(x, y, **self._checks)
+        check_values({"x": x, "y": y}, self.input_range)
         return self._reduce(map_tiles(self.distance_maps, (x, y), self._tile_plan()), x.shape[-2:])
 
     def forward_uint8(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, "OrderedDict[str, Tensor]"]:
@@ -296,7 +303,7 @@ class CPIPS(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"layers={self.layers}, heads={self.heads_source!r}, input_range={self.input_range}, "
-            f"spatial={self.spatial}, per_layer={self.per_layer}, tile={self.tile}"
+            f"spatial={self.spatial}, per_layer={self.per_layer}, tile={self.tile}, dtype={self.compute_dtype}"
         )
 
 
@@ -396,7 +403,7 @@ def metric(x: ImageLike, y: ImageLike, backbone: str | None = None, **kwargs: An
             numpy array (see :func:`as_image_tensor` for the exact conversions).
         y: same kind of image(s), same height and width.
         backbone: backbone id; ``None`` means :data:`codecloss.DEFAULT_BACKBONE`.
-        **kwargs: further :class:`CPIPS` arguments (``heads``, ``layers``, ``weights``, ``tile``, ...).
+        **kwargs: further :class:`CPIPS` arguments (``heads``, ``layers``, ``weights``, ``tile``, ``dtype``, ...).
 
     Returns:
         (N,) distances (N = 1 for single images), on the device of the tensor input.

@@ -22,9 +22,10 @@ class FrozenGDN(nn.Module):
     recomputes the non-negative reparametrisation of beta and gamma on every
     call. For a frozen backbone these are constants, so this layer stores them
     as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
-    in at least float32 (also under autocast). Forward and a hand-written backward
+    in the dtype of ``x`` (bfloat16 under autocast), with the sum of squares, the ``rsqrt`` and
+    the backward's arithmetic in at least float32. Forward and a hand-written backward
     (first-order gradients only) run per pixel chunk, so on CPU their element-wise
-    work stays in cache and allocates only the tensors that outlive the call.
+    work allocates only the tensors that outlive the call.
 
     Args:
         beta, gamma: the evaluated (non-negative) parameters.
@@ -58,17 +59,16 @@ class FrozenGDN(nn.Module):
 
         Args:
             x: input features.
-            inplace: write the result into ``x`` (when it is a float32/float64 NCHW or NHWC tensor);
-                only for inputs nothing else reads afterwards, such as a convolution's fresh output.
+            inplace: write the result into ``x`` (when it is a dense NCHW or NHWC tensor); only for
+                inputs nothing else reads afterwards, such as a convolution's fresh output.
 
         Returns:
             Normalised features, same shape, dtype and memory format as ``x``.
         """
-        dtype = torch.promote_types(x.dtype, torch.float32)
+        island = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            out = _GDNFunction.apply(x.to(dtype), self.beta.to(dtype), self.gamma.to(dtype),
-                                     inplace and not self.output_modified, self.output_modified)
-        return out.to(x.dtype)
+            return _GDNFunction.apply(x, self.beta.to(island), self.gamma.to(island),
+                                      inplace and not self.output_modified, self.output_modified)
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -81,9 +81,11 @@ class _GDNFunction(torch.autograd.Function):
     """GDN with a fused backward; with ``r = (beta + gamma x^2)^(-1/2)``, ``y = x r`` and
     ``dL/dx = g r - (y / r) (gamma^T (g y r^2))``.
 
-    It saves the output ``y`` and ``r``, not the input: the next convolution keeps ``y`` alive
-    anyway, so the input can be freed (or overwritten, ``inplace``). With ``save_input`` it saves
-    ``x`` and ``r`` instead (for consumers that modify ``y`` in place) and recomputes ``y = x r``.
+    ``beta`` and ``gamma`` are in the compute dtype (at least float32) and ``r`` is kept in it; ``x``,
+    ``y`` and the input gradient keep the dtype of ``x``. It saves the output ``y`` and ``r``, not the
+    input: the next convolution keeps ``y`` alive anyway, so the input can be freed (or overwritten,
+    ``inplace``). With ``save_input`` it saves ``x`` and ``r`` instead (for consumers that modify ``y``
+    in place) and recomputes ``y = x r``.
     """
 
     @staticmethod
@@ -92,14 +94,14 @@ class _GDNFunction(torch.autograd.Function):
         inplace = inplace and source is x
         y = x if inplace else torch.empty_like(source)
         keep_norm = ctx.needs_input_grad[0]
-        r = torch.empty_like(source) if keep_norm else None
+        r = torch.empty_like(source, dtype=gamma.dtype) if keep_norm else None
         x_rows, y_rows = _rows(source), _rows(y)
         r_rows = _rows(r) if r is not None else None
         gamma_t = gamma.t().expand(x_rows.shape[0], -1, -1)
         for part in chunks(x_rows):
-            x_part = x_rows[:, part]
-            inv_norm = torch.bmm(x_part * x_part, gamma_t, out=r_rows[:, part] if r_rows is not None else None)
-            torch.mul(x_part, inv_norm.add_(beta).rsqrt_(), out=y_rows[:, part])
+            x_part = x_rows[:, part].to(gamma.dtype)  # a view unless x is of lower precision
+            inv_norm = torch.baddbmm(beta, x_part * x_part, gamma_t, out=r_rows[:, part] if r_rows is not None else None)
+            torch.mul(x_part, inv_norm.rsqrt_(), out=y_rows[:, part])
         if inplace:
             ctx.mark_dirty(x)
         if keep_norm:
@@ -110,15 +112,23 @@ class _GDNFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        with torch.autocast(grad.device.type, enabled=False):  # a backward called under autocast: same islands
+            return _GDNFunction._input_grad(ctx, grad), None, None, None, None
+
+    @staticmethod
+    def _input_grad(ctx: Any, grad: Tensor) -> Tensor:
         saved, r, gamma = ctx.saved_tensors
         grad = grad.contiguous(memory_format=memory_format_of(saved))
         grad_x = torch.empty_like(saved)
         g_rows, saved_rows, r_rows, out_rows = (_rows(t) for t in (grad, saved, r, grad_x))
         gamma_b = gamma.expand(g_rows.shape[0], -1, -1)
         for part in chunks(g_rows):
-            r_part = r_rows[:, part]
-            y_part = saved_rows[:, part] * r_part if ctx.save_input else saved_rows[:, part]
-            u = torch.mul(g_rows[:, part], r_part, out=out_rows[:, part])
+            r_part, out_part = r_rows[:, part], out_rows[:, part]
+            y_part = saved_rows[:, part].to(gamma.dtype)
+            y_part = y_part * r_part if ctx.save_input else y_part
+            u = torch.mul(g_rows[:, part], r_part, out=out_part if out_part.dtype == gamma.dtype else None)
             mixed = torch.bmm((u * y_part).mul_(r_part), gamma_b)
             u.addcdiv_(mixed.mul_(y_part), r_part, value=-1)
-        return grad_x, None, None, None, None
+            if u is not out_part:
+                out_part.copy_(u)
+        return grad_x

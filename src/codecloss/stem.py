@@ -82,5 +82,6 @@ class _StemFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (weight,) = ctx.saved_tensors
         height, width = ctx.input_size
-        polyphase_grad = F.conv_transpose2d(grad, _polyphase_weight(weight).to(grad.dtype), padding=1)
+        with torch.autocast(grad.device.type, enabled=False):  # in the gradient's dtype, also if called under autocast
+            polyphase_grad = F.conv_transpose2d(grad, _polyphase_weight(weight).to(grad.dtype), padding=1)
         return F.pixel_shuffle(polyphase_grad, 2)[..., :height, :width], None, None

@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from codecloss._dtype import fast_bf16_available
+
 __all__ = [
     "MEMORY_METHODS",
     "count_flops",
@@ -207,6 +209,8 @@ def machine_info() -> dict[str, object]:
         "piq": _version("piq"),
         "lpips": _version("lpips"),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "fast_bf16_cpu": fast_bf16_available("cpu"),
         "cuda_available": cuda,
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
         "cuda_version": torch.version.cuda if cuda else None,

@@ -79,11 +79,14 @@ def format_table(result: BenchResult) -> str:
     lines = [
         f"machine: {m.get('cpu_model')}, {m.get('logical_cpus')} logical CPUs, torch threads {m.get('torch_threads')}, "
         f"torch {m.get('torch')}, GPU: {gpu}",
+        f"CPU capability: {m.get('cpu_capability')}, fast bf16 on CPU (AVX512-BF16 or AMX): {m.get('fast_bf16_cpu')}",
         f"weights: {result.weights}",
         "matmul peak: " + (", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in result.matmul_peak.items()) or "-"),
         f"reps per cell: {result.settings.get('reps')} x {result.settings.get('rounds', 1)} round(s), "
         "networks alternating (median and inter-quartile range of all)",
     ]
+    if result.settings.get("contend"):
+        lines.append(f"contention: {result.settings['contend']} busy competitor process(es) ran during the measurements (--contend)")
     if result.settings.get("malloc_keep"):
         lines.append("allocator: glibc told to keep freed memory in the heap (--malloc-keep), in every network's process")
     for device in sorted({r.device for r in result.records}):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from codecloss.bench import measure
+from codecloss.bench.contend import competitors
 from codecloss.bench.networks import (
     BASELINE,
     BenchNetwork,
@@ -49,6 +50,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 WEIGHTS_NOTE = "random initialisation (speed and memory do not depend on weight values; nothing is downloaded)"
 _RECORD_PREFIX = "@codecloss-bench@ "
 # glibc settings that keep freed memory in the heap instead of returning it (fewer page faults).
+#: Time bound of each ``contend`` competitor (it also stops when the benchmark's process is gone).
+_CONTEND_SECONDS = 3600.0
 _MALLOC_KEEP_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 34), "MALLOC_TOP_PAD_": str(1 << 28)}
 
 
@@ -130,6 +133,8 @@ class BenchConfig:
             (fewer page faults; affects every network alike).
         add_baseline: add :data:`BASELINE` when a codec is measured without it (for speed-ups).
         seed: seed of the random inputs.
+        contend: busy competitor processes running while the networks are measured (CPU contention as on
+            a shared machine; see :mod:`codecloss.bench.contend`); the matmul peak is measured before them.
     """
 
     networks: tuple[str, ...] = tuple(default_networks())
@@ -148,6 +153,7 @@ class BenchConfig:
     malloc_keep: bool = False
     add_baseline: bool = True
     seed: int = 0
+    contend: int = 0
 
     def __post_init__(self) -> None:
         for name in ("networks", "modes", "devices", "dtypes", "channels_last", "compile", "batches", "resolutions"):
@@ -174,6 +180,8 @@ class BenchConfig:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup: expected an integer >= 0, got {self.warmup!r}")
+        if isinstance(self.contend, bool) or not isinstance(self.contend, int) or self.contend < 0:
+            raise ValueError(f"contend: expected an integer >= 0 (busy competitor processes), got {self.contend!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, got {self.threads!r}")
         if self.add_baseline and BASELINE not in self.networks and any(map(is_codec, self.networks)):
@@ -437,7 +445,7 @@ def run(config: BenchConfig | None = None, progress: bool | None = None) -> Benc
         peaks = _matmul_peaks(config)
         cells = {name: config.cells(name) for name in config.networks}
         measured: dict[Cell, list[BenchRecord]] = {cell: [] for network_cells in cells.values() for cell in network_cells}
-        with _progress_bar(len(measured) * config.rounds, progress) as bar:
+        with _progress_bar(len(measured) * config.rounds, progress) as bar, competitors(config.contend, _CONTEND_SECONDS):
             for _ in range(config.rounds):
                 for name, network_cells in cells.items():
                     bar.set_postfix_str(name)

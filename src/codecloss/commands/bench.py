@@ -6,6 +6,7 @@ Examples::
     codecloss bench --networks bmshj2018-hyperprior-mse-q3 vgg16-lpips --modes forward_backward
     codecloss bench --modes forward_backward --batch 1 --resolution 64 128 256 512 1024 --plot time.png
     codecloss bench --device cpu cuda --dtype float32 bfloat16 --channels-last both --json result.json
+    codecloss bench --networks codecloss-wide-mse vgg16-lpips --modes forward_backward --contend 1
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ logger = logging.getLogger(__name__)
 _BOTH = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
+HELP = "benchmark codec losses against VGG/AlexNet/piq/lpips (time, memory, FLOPs)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
     from codecloss.bench import BASELINE, MODES, default_networks
 
     p = subparsers.add_parser(
         "bench",
-        help="benchmark codec losses against VGG/AlexNet/piq/lpips (time, memory, FLOPs)",
+        help=HELP,
         description=(
             "Measure forward, forward+backward (gradient w.r.t. the input) and content+style (Gram) loss "
             "steps of codec backbones and reference networks, with random weights (no download). Reports "
@@ -55,11 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the sweep this many times, networks alternating, and pool each cell's runs "
                         "(steadier ratios on a shared machine; default 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run every network in this process instead of one subprocess each")
     p.add_argument("--malloc-keep", action="store_true",
                    help="glibc: keep freed memory in the heap in the worker processes (fewer page faults)")
+    p.add_argument("--contend", type=int, default=0, metavar="N",
+                   help="run N busy competitor processes during the measurements (CPU contention; default 0)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the full result as JSON to PATH (no PATH or '-': print it instead of the table)")
     p.add_argument("--csv", metavar="PATH", help="write one CSV row per measurement to PATH ('-': stdout)")
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         isolate=args.isolate,
         malloc_keep=args.malloc_keep,
+        contend=args.contend,
     )
     if config.reps < 5:
         logger.warning("reps=%d: fewer than 5 timed runs, median and IQR are only indicative", config.reps)

@@ -1,9 +1,10 @@
-"""``codecloss eval bapps|mos|sanity|equal-mse|recovery``: CPIPS next to PSNR/SSIM/MS-SSIM (and piq's LPIPS/DISTS if cached).
+"""``codecloss eval bapps|mos|sanity|equal-mse|recovery``: CPIPS next to PSNR/SSIM/MS-SSIM and, given the ImageNet
+trunk files (``--trunks DIR`` or ``CODECLOSS_TRUNKS``), LPIPS-Alex, LPIPS-VGG and DISTS.
 
 Examples::
 
     codecloss eval bapps --root dataset --weights runs/default/g_a.pt --plot bapps.png
-    codecloss eval mos --layout tid2013 --root data/tid2013 --json
+    codecloss eval mos --layout tid2013 --root data/tid2013 --trunks ../shared/data/reference/imagenet_features --json
     codecloss eval sanity --weights runs/default/g_a.pt none --images 6
     codecloss eval recovery --weights default none --images 3 --crop 128 --steps 300
     codecloss eval equal-mse --weights default none --images 24 --psnr 24 28
@@ -30,6 +31,9 @@ DEFAULT_CSIQ_SUBSET = "../shared/data/iqa/csiq_1600_subset"
 def _add_common(p: argparse.ArgumentParser) -> None:
     add_cpips_arguments(p, several_weights=True)
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="CPIPS rows only")
+    p.add_argument("--trunks", metavar="DIR", default=None,
+                   help="folder of the ImageNet trunk files (alexnet_features.pth, vgg16_features.pth) of the "
+                        "LPIPS-Alex, LPIPS-VGG and DISTS rows (default: $CODECLOSS_TRUNKS; without: skipped)")
     p.add_argument("--json", action="store_true", help="print the tables as JSON")
     p.add_argument("--plot", metavar="PATH", help="also write a PNG bar chart")
     add_progress_argument(p)
@@ -42,13 +46,16 @@ def _add_image_set(p: argparse.ArgumentParser, what: str, images: int, crop: int
     p.add_argument("--crop", type=int, default=crop, help=f"centre crop side, 0 for full images (default {crop})")
 
 
+HELP = "evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks, reference recovery)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand and its ``bapps``, ``mos``, ``sanity``, ``equal-mse`` and ``recovery`` modes."""
     p = subparsers.add_parser(
         "eval",
-        help="evaluate CPIPS and baselines (BAPPS, MOS datasets, sanity checks, reference recovery)",
-        description="Evaluate CPIPS next to PSNR, SSIM, MS-SSIM (piq) and, when their weights are in the "
-                    "torch hub cache, piq's LPIPS and DISTS, in one table.",
+        help=HELP,
+        description="Evaluate CPIPS next to PSNR, SSIM, MS-SSIM (piq) and LPIPS-Alex, LPIPS-VGG and DISTS on the "
+                    "ImageNet trunk files of --trunks or CODECLOSS_TRUNKS (skipped without them), in one table.",
     )
     modes = p.add_subparsers(dest="mode", metavar="MODE", required=True)
 
@@ -116,6 +123,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cpips_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from codecloss._validate import check_device
+
+    check_device(args.device, "--device")  # every mode builds its CPIPS rows here
     configs = []
     for weights in args.weights:
         label = "random init" if weights is None else Path(weights).name if os.sep in str(weights) else weights
@@ -129,7 +139,15 @@ def _scorers(args: argparse.Namespace) -> list[Any]:
     from codecloss._distributed import local_device
     from codecloss.evaluate.scorers import build_scorers
 
-    return build_scorers(_cpips_configs(args), baselines=args.baselines, device=local_device(args.device))
+    return build_scorers(_cpips_configs(args), baselines=args.baselines, device=local_device(args.device),
+                         trunks=_trunks(args))
+
+
+def _trunks(args: argparse.Namespace) -> str | None:
+    """``--trunks``, checked to be a folder (``None``: ``CODECLOSS_TRUNKS`` decides)."""
+    if args.trunks is not None and not Path(args.trunks).is_dir():
+        raise FileNotFoundError(f"--trunks: no such folder {args.trunks!r}")
+    return args.trunks
 
 
 def _output(args: argparse.Namespace, tables: list[Any]) -> int:
@@ -206,7 +224,7 @@ def run_recovery(args: argparse.Namespace) -> int:
     from codecloss.evaluate.recovery import DEFAULT_INITS, evaluate_recovery, recovery_scorers
 
     torch.manual_seed(args.seed)  # random-init backbones (--weights none) draw from the global generator
-    scorers = recovery_scorers(_cpips_configs(args), baselines=args.baselines, device=args.device)
+    scorers = recovery_scorers(_cpips_configs(args), baselines=args.baselines, device=args.device, trunks=_trunks(args))
     tables = evaluate_recovery(args.root, scorers, images=args.images, crop=args.crop or None,
                                inits=args.init or DEFAULT_INITS, steps=args.steps, lr=args.lr, seed=args.seed,
                                save_dir=args.save, progress=args.progress)

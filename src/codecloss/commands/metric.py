@@ -76,11 +76,14 @@ def add_cpips_arguments(parser: argparse.ArgumentParser, heads: bool = True, sev
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
+HELP = "CPIPS distance between two images or two folders of images"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``metric`` subcommand."""
     p = subparsers.add_parser(
         "metric",
-        help="CPIPS distance between two images or two folders of images",
+        help=HELP,
         description=(
             "Print the CPIPS distance (lower = more similar) between image A and image B, or between "
             "the files of the same name in folders A and B. Images are read as RGB, uint8 / 255. A pair "
@@ -141,11 +144,12 @@ def _report(record: dict[str, Any], as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score every pair (sharded across ranks under torchrun); exit 1 if any pair failed."""
     from codecloss._distributed import gather_in_order, local_device, shard
+    from codecloss._validate import check_device
     from codecloss.cpips import CPIPS
 
     rank, world = start_ranks(args)
     pairs = _pairs(Path(args.a), Path(args.b))
-    device = local_device(args.device)
+    device = local_device(check_device(args.device, "--device"))
     model = CPIPS(args.backbone, layers=args.layers, weights=args.weights, heads=args.heads, tile=args.tile)
     model = model.to(device).requires_grad_(False).eval()
     local = []

@@ -1,8 +1,10 @@
-"""``codecloss stylize CONTENT STYLE -o OUT``: Gatys-style transfer, or texture synthesis with CONTENT ``none``.
+"""``codecloss stylize CONTENT STYLE -o OUT``: Gatys-style transfer, or texture synthesis with CONTENT ``none``;
+``codecloss stylize CONTENT --model FILE -o OUT``: one forward pass of a stylizer from ``codecloss train-style``.
 
 Examples::
 
     codecloss stylize photo.jpg starry_night.jpg -o out.png
+    codecloss stylize photo.jpg --model benchmarks/models/starry_night-codec.pth -o out.png
     codecloss stylize none starry_night.jpg -o texture.png --size 192 --json
     codecloss stylize photo.jpg udnie.jpg -o out.png --style-layers gdn1=1 gdn2=2 --style-weight 300
 """
@@ -58,6 +60,9 @@ def _save_atomically(image: "torch.Tensor", output: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+HELP = "style transfer (Gatys) or texture synthesis with a codec loss"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stylize`` subcommand."""
     from codecloss import DEFAULT_BACKBONE
@@ -66,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "stylize",
-        help="style transfer (Gatys) or texture synthesis with a codec loss",
+        help=HELP,
         description=(
             "Optimise an image so its codec features keep CONTENT's and its Gram matrices match STYLE's "
             "(Gatys et al. 2016), coarse to fine. CONTENT 'none' synthesises a texture from noise. "
@@ -74,10 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("content", help="content image file, or 'none' for texture synthesis")
-    p.add_argument("style", help="style image file")
+    p.add_argument("style", nargs="?", help="style image file (not with --model)")
     p.add_argument("-o", "--output", required=True, help="output image file (PNG, JPEG, ...)")
-    p.add_argument("--size", type=int, default=256, help="shorter side of the output (default 256)")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"codec backbone id or 'vgg19' (default {DEFAULT_BACKBONE})")
+    p.add_argument("--model", help="a stylizer model file from `codecloss train-style`: one forward pass, no STYLE")
+    p.add_argument("--size", type=int,
+                   help="shorter side of the output (default 256; with --model the content's own size)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"codec backbone id, or 'vgg16'/'vgg19' (torchvision; random init unless --weights FILE) (default {DEFAULT_BACKBONE})")
     p.add_argument("--weights", type=parse_weights, default="default",
                    help="backbone weights: 'default', a registry name, a file, or 'none' (random init)")
     p.add_argument("--content-layers", nargs="+", type=parse_tap, metavar="TAP[=W]", help="content taps")
@@ -102,9 +109,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output image, report."""
+    from codecloss._validate import check_device
     from codecloss.tasks.gatys import run_stylize
 
+    check_device(args.device, "--device")
     output = _check_output(Path(args.output))
+    if args.model is not None:
+        return _run_model(args, output)
+    if args.style is None:
+        raise ValueError("style: missing STYLE image (or pass --model FILE to use a trained stylizer)")
     content = None if args.content.lower() == "none" else args.content
     options = {
         name: value for name in ("content_weight", "style_weight", "tv_weight", "steps", "optimizer", "lr", "init", "scales")
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if given or options.get("init") == "content":
             raise ValueError(f"content: {', '.join(given) or '--init content'} needs a content image, got 'none'")
     result = run_stylize(
-        content, args.style, size=args.size, backbone=args.backbone, weights=args.weights, seed=args.seed,
+        content, args.style, size=256 if args.size is None else args.size, backbone=args.backbone, weights=args.weights, seed=args.seed,
         device=args.device, progress=args.progress, **options,
     )
     _save_atomically(result.image, output)
@@ -136,4 +149,34 @@ def run(args: argparse.Namespace) -> int:
         judged = "".join(f"\t{name} {value:.4g}" for name, value in report.get("judges", {}).items())
         print(f"{args.output}\t{result.seconds:.1f} s\tcontent {result.terms['content']:.4g}\t"
               f"style {result.terms['style']:.4g}{judged}")
+    return 0
+
+
+def _run_model(args: argparse.Namespace, output: Path) -> int:
+    """``--model``: stylize CONTENT with a trained feed-forward network."""
+    import time
+
+    import torch
+
+    from codecloss.tasks.gatys import read_single_image, resize_shorter
+    from codecloss.tasks.stylizer_net import load_stylizer
+
+    if args.style is not None:
+        raise ValueError(f"--model: a trained stylizer carries its style; got a STYLE argument too ({args.style!r})")
+    if args.content.lower() == "none":
+        raise ValueError("content: --model stylizes a content image, got 'none'")
+    if args.judge:
+        raise ValueError("--judge: judges a Gatys result against its STYLE; with --model use benchmarks/train_style.py")
+    model = load_stylizer(args.model, args.device)
+    image = read_single_image(args.content, "content")
+    if args.size is not None:
+        image = resize_shorter(image, args.size)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        result = model(image.to(args.device)).cpu()
+    seconds = time.perf_counter() - start
+    _save_atomically(result, output)
+    report = {"content": args.content, "model": args.model, "output": args.output, "meta": model.meta,
+              "size": list(result.shape[-2:]), "seconds": round(seconds, 4)}
+    print(json.dumps(report, indent=2) if args.json else f"{args.output}\t{seconds:.3f} s")
     return 0

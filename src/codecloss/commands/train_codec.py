@@ -23,15 +23,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from codecloss._data_paths import NATURAL_TRAIN_DIRS, NATURAL_VAL_DIR
 from codecloss._progress import add_progress_argument
 
 #: Training folders used when ``--data`` is not given (relative to the working directory).
-DEFAULT_DATA_DIRS = (
-    "../shared/data/natural/bsds500/train",
-    "../shared/data/natural/bsds500/test",
-    "../shared/data/natural/sun_hays80",
-)
-DEFAULT_VAL_DIR = "../shared/data/natural/bsds500/val"
+DEFAULT_DATA_DIRS = NATURAL_TRAIN_DIRS
+DEFAULT_VAL_DIR = NATURAL_VAL_DIR
 DEFAULT_REFERENCE_DIR = "../shared/data/reference/compressai_kodak_rd/kodak"
 
 logger = logging.getLogger(__name__)
@@ -76,11 +73,14 @@ def _none_or(kind: type) -> Any:
     return parse
 
 
+HELP = "train a CompressAI codec for rate-distortion (resume, export g_a)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-codec`` subcommand."""
     p = subparsers.add_parser(
         "train-codec",
-        help="train a CompressAI codec for rate-distortion (resume, export g_a)",
+        help=HELP,
         description=(
             "Train a CompressAI codec with loss = lmbda*255^2*MSE + bpp on random crops of images decoded once "
             "into memory. Checkpoints go to OUT/checkpoint.pt, logs to OUT/log.jsonl. With --resume, options "
@@ -154,7 +154,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-crop", type=int, help="centre-crop side of validation images (default 256)")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every K steps (default 500)")
     p.add_argument("--log-every", type=int, help="append to log.jsonl every K steps (default 50)")
-    p.add_argument("--num-threads", type=_none_or(int), help="torch threads per process ('none': torch default)")
+    p.add_argument(
+        "--num-threads", type=_none_or(int),
+        help="torch threads per process, kept with the run for --resume; overrides --threads ('none': torch default)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:K (under torchrun: cuda:LOCAL_RANK per rank) (default cpu)")
     p.add_argument("--cls-dir", type=_none_or(str), help="labelled ImageFolder tree for a joint classification head")
     p.add_argument("--cls-weight", type=float, help="weight of the classification cross-entropy (default 0.1)")
@@ -185,7 +188,11 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
 
 def run(args: argparse.Namespace) -> int:
     """Train, or export when ``--export-g-a`` / ``--export-codec`` is given."""
+    from codecloss._validate import check_device
     from codecloss.train import codec
+
+    if getattr(args, "device", None) is not None:  # the parser suppresses options not given (see --resume)
+        check_device(args.device, "--device")
 
     if args.export_g_a or args.export_codec:
         results = []

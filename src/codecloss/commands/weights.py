@@ -15,22 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codecloss._progress import add_progress_argument
-from codecloss.weights import WeightSpec, WeightsError, get_weight_spec, import_weights, list_weights
-from codecloss.weights.cache import cache_dir, local_path
-from codecloss.weights.download import fetch
-from codecloss.weights.integrity import digest_kind, file_problems, verify_file, write_pins
+
+if TYPE_CHECKING:  # codecloss.weights imports torch: each action imports what it needs
+    from codecloss.weights import WeightSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+HELP = "list, fetch, verify, import, locate and pin registry weight files"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``weights`` subcommand and its actions."""
     p = subparsers.add_parser(
         "weights",
-        help="list, fetch, verify, import, locate and pin registry weight files",
+        help=HELP,
         description=(
             "Manage the weight registry and its SHA-256-verified cache (see docs/weights.md). "
             "Exit codes: 0 ok, 1 a download or verification failed, 2 bad usage."
@@ -74,6 +76,8 @@ def _fail(args: argparse.Namespace, message: str) -> None:
 
 def _specs(names: list[str]) -> list[WeightSpec]:
     """The named entries (unknown names raise ValueError: exit 2), or every entry."""
+    from codecloss.weights import get_weight_spec, list_weights
+
     return [get_weight_spec(name) for name in (names or list_weights())]
 
 
@@ -88,6 +92,9 @@ def _human(size: int | None) -> str:
 
 
 def _state(spec: WeightSpec) -> dict[str, Any]:
+    from codecloss.weights.cache import local_path
+    from codecloss.weights.integrity import digest_kind, file_problems
+
     path = local_path(spec)
     cached = path.is_file()
     return {
@@ -105,6 +112,8 @@ def _state(spec: WeightSpec) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from codecloss.weights import get_weight_spec, list_weights
+
     rows = [_state(get_weight_spec(name)) for name in list_weights(args.backbone)]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -121,6 +130,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from codecloss.weights import WeightsError
+    from codecloss.weights.download import fetch
+
     if args.all == bool(args.names):
         _fail(args, "give entry names or --all (not both)")
         return EXIT_USAGE
@@ -135,6 +147,10 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from codecloss.weights import WeightsError
+    from codecloss.weights.cache import cache_dir, local_path
+    from codecloss.weights.integrity import digest_kind, verify_file
+
     specs = [s for s in _specs(args.names) if args.names or local_path(s).is_file()]
     if not specs:
         print(f"nothing cached in {cache_dir()}")
@@ -155,6 +171,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from codecloss.weights import WeightsError, import_weights
+
     try:
         print(f"{args.name}: {import_weights(args.name, args.file)}")
     except WeightsError as err:
@@ -164,6 +182,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
+    from codecloss.weights import WeightsError, get_weight_spec
+    from codecloss.weights.cache import local_path
+    from codecloss.weights.integrity import verify_file
+
     spec = get_weight_spec(args.name)
     path = local_path(spec)
     if not path.is_file():
@@ -179,6 +201,10 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _pin(args: argparse.Namespace) -> int:
+    from codecloss.weights import WeightsError
+    from codecloss.weights.cache import local_path
+    from codecloss.weights.integrity import verify_file, write_pins
+
     digests, failed = {}, 0
     for spec in _specs(args.names):
         path = local_path(spec)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from torch import Tensor
 
 from codecloss.cpips import as_image_tensor
 
-__all__ = ["IMAGE_SUFFIXES", "center_crop", "list_images", "read_image", "read_image_uint8"]
+__all__ = ["IMAGE_SUFFIXES", "center_crop", "list_images", "read_image", "read_image_uint8", "save_montage"]
 
 #: File suffixes treated as images (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
@@ -77,3 +78,28 @@ def center_crop(image: Tensor, crop: int | None) -> Tensor:
     side_h, side_w = min(crop, h), min(crop, w)
     top, left = (h - side_h) // 2, (w - side_w) // 2
     return image[:, top:top + side_h, left:left + side_w]
+
+
+def save_montage(rows: Sequence[Sequence[Tensor]], path: str | os.PathLike, side: int = 160) -> None:
+    """Save a grid of images, one list per row, each shown as its centre square resized to ``side`` pixels.
+
+    Args:
+        rows: rows of (3, H, W) images in [0, 1]; every row has the same length.
+        path: output file (PNG or JPEG).
+        side: side of each tile in pixels.
+
+    Example:
+        >>> save_montage([[content, style, result]], "montage.jpg")  # doctest: +SKIP
+    """
+    import torch
+    import torch.nn.functional as F
+    from torchvision.utils import save_image
+
+    lengths = {len(row) for row in rows}
+    if len(lengths) != 1:
+        raise ValueError(f"rows: expected rows of equal length, got lengths {sorted(lengths)}")
+    tiles = []
+    for image in (image for row in rows for image in row):
+        crop = center_crop(image, min(image.shape[-2:]))[None].float()
+        tiles.append(F.interpolate(crop, size=(side, side), mode="bicubic", antialias=True, align_corners=False)[0])
+    save_image(torch.stack(tiles).clamp(0, 1), path, nrow=lengths.pop(), padding=2, pad_value=1.0)

@@ -31,7 +31,14 @@ from codecloss._validate import check_choice, check_image
 from codecloss.evaluate.images import center_crop, list_images, read_image
 from codecloss.evaluate.report import Row, Table
 from codecloss.evaluate.sanity import distort
-from codecloss.evaluate.scorers import MetricUnavailable, Scorer, ScorerOrSkipped, Skipped, build_scorers
+from codecloss.evaluate.scorers import (
+    MetricUnavailable,
+    Scorer,
+    ScorerOrSkipped,
+    Skipped,
+    build_scorers,
+    reference_scorers,
+)
 from codecloss.losses import CodecPerceptualLoss
 
 __all__ = [
@@ -230,16 +237,18 @@ def recovery_scorers(
     cpips_configs: Sequence[Mapping[str, Any]] = ({},),
     baselines: bool = True,
     device: str | torch.device = "cpu",
+    trunks: str | os.PathLike[str] | None = None,
 ) -> list[ScorerOrSkipped]:
-    """CPIPS rows, then MSE and, per CPIPS row, the unnormalised feature L2 on the same encoder.
+    """CPIPS rows, then MSE, per CPIPS row the unnormalised feature L2 on the same encoder, and LPIPS / DISTS.
 
     The feature-L2 row shares the CPIPS row's feature extractor and taps (the same random draw
     for ``weights=None``); its name is the CPIPS row's with ``CPIPS`` replaced by ``feature L2``.
 
     Args:
         cpips_configs: keyword arguments of :func:`~codecloss.evaluate.scorers.cpips_scorer` per row.
-        baselines: add MSE and the feature-L2 rows.
+        baselines: add MSE, the feature-L2 rows and :func:`~codecloss.evaluate.scorers.reference_scorers`.
         device: device for every scorer.
+        trunks: folder of the ImageNet trunk files of the LPIPS / DISTS rows; ``None``: ``CODECLOSS_TRUNKS``.
 
     Returns:
         Scorers in table order.
@@ -247,7 +256,7 @@ def recovery_scorers(
     Example:
         >>> scorers = recovery_scorers([{"weights": None}])  # doctest: +SKIP
         >>> [s.name for s in scorers]  # doctest: +SKIP
-        ['CPIPS', 'MSE', 'feature L2']
+        ['CPIPS', 'MSE', 'feature L2', 'LPIPS-Alex', 'LPIPS-VGG', 'DISTS']
     """
     scorers = build_scorers(cpips_configs, baselines=False, device=device)
     if not baselines:
@@ -257,7 +266,7 @@ def recovery_scorers(
         model = scorer.fn  # a CPIPS module (build_scorers makes CPIPS scorers only here)
         extra.append(feature_l2_scorer(scorer.name.replace("CPIPS", "feature L2", 1), device,
                                        backbone=model.extractor, layers=model.layers))  # type: ignore[union-attr]
-    return scorers + extra
+    return scorers + extra + reference_scorers(device, trunks)
 
 
 def _save_png(image: Tensor, path: Path) -> None:

@@ -2,15 +2,16 @@
 
 Every scorer maps two image batches (N, 3, H, W) in [0, 1] to (N,) *distances*
 (lower = more similar): similarity metrics (PSNR, SSIM, MS-SSIM) are negated.
-Baselines come from ``piq``; piq's LPIPS and DISTS are used only when their
-weights are already in the torch hub cache, never downloaded.
+PSNR, SSIM and MS-SSIM come from ``piq``; LPIPS-Alex, LPIPS-VGG and DISTS from
+:mod:`codecloss.reference` on the ImageNet trunk files of a folder (``--trunks`` or
+``CODECLOSS_TRUNKS``), and are reported as skipped without them (never downloaded).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
@@ -29,14 +30,16 @@ __all__ = [
     "baseline_scorers",
     "build_scorers",
     "cpips_scorer",
+    "reference_scorers",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Baseline names in table order.
-BASELINES = ("PSNR", "SSIM", "MS-SSIM", "LPIPS (piq)", "DISTS (piq)")
+BASELINES = ("PSNR", "SSIM", "MS-SSIM", "LPIPS-Alex", "LPIPS-VGG", "DISTS")
 
-_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, which piq's LPIPS and DISTS load
+#: Reference rows: name -> (trunk, smallest image side its network takes).
+_REFERENCE_ROWS = {"LPIPS-Alex": ("alexnet", 31), "LPIPS-VGG": ("vgg16", 16), "DISTS": ("vgg16", 1)}
 _MS_SSIM_MIN_SIDE = 161  # piq: min side must exceed (kernel_size - 1) * 2 ** (scales - 1) = 160
 
 
@@ -103,24 +106,64 @@ def _ms_ssim(x: Tensor, y: Tensor) -> Tensor:
     return piq.multi_scale_ssim(x.clamp(0, 1), y.clamp(0, 1), data_range=1.0, reduction="none")
 
 
-def _hub_file(name: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
+def reference_scorers(
+    device: str | torch.device = "cpu", trunks: str | os.PathLike[str] | None = None
+) -> list[ScorerOrSkipped]:
+    """LPIPS-Alex, LPIPS-VGG (:func:`codecloss.reference.lpips`) and DISTS (:func:`codecloss.reference.dists`).
+
+    Args:
+        device: device of the models.
+        trunks: folder of ``alexnet_features.pth`` / ``vgg16_features.pth``; ``None``: ``CODECLOSS_TRUNKS``.
+
+    Returns:
+        One entry per row, a :class:`Skipped` (with the reason) where the trunk file or the package is missing.
+
+    Raises:
+        ValueError: a trunk file that does not fit its network.
+    """
+    from codecloss import reference
+
+    builders = {"LPIPS-Alex": lambda f: reference.lpips("alex", f), "LPIPS-VGG": lambda f: reference.lpips("vgg", f),
+                "DISTS": reference.dists}
+    rows: list[ScorerOrSkipped] = []
+    for name, (trunk_name, min_side) in _REFERENCE_ROWS.items():
+        try:
+            file = reference.trunk_file(trunk_name, trunks)
+        except FileNotFoundError as err:
+            rows.append(Skipped(name, str(err)))
+            continue
+        if file is None:
+            rows.append(Skipped(name, f"no ImageNet {trunk_name} trunk ({trunk_name}_features.pth): "
+                                      f"pass --trunks DIR or set {reference.TRUNKS_ENV}"))
+            continue
+        try:
+            model = builders[name](file).to(device)
+        except ImportError as err:
+            rows.append(Skipped(name, str(err)))
+            continue
+        rows.append(Scorer(name, _sized(name, model, min_side), device=device))
+    return rows
 
 
-def _piq_network(name: str, factory: Callable[[], Any], weights_url: str, device: str | torch.device) -> ScorerOrSkipped:
-    needed = [_hub_file(_VGG16_FILE), _hub_file(weights_url.rsplit("/", 1)[-1])]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        return Skipped(name, f"weights not available (not in the torch hub cache: {', '.join(missing)})")
-    try:
-        model = factory().to(device).eval()
-    except Exception as err:  # piq/torchvision API differences: report, do not fail the run
-        return Skipped(name, f"could not be built: {err}")
-    return Scorer(name, lambda x, y: model(x.clamp(0, 1), y.clamp(0, 1)), device=device)
+def _sized(name: str, model: Callable[[Tensor, Tensor], Tensor], min_side: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """``model`` on inputs clamped to [0, 1], unavailable for images with a side below ``min_side``."""
+
+    def fn(x: Tensor, y: Tensor) -> Tensor:
+        if min(x.shape[-2:]) < min_side:
+            raise MetricUnavailable(f"images of {tuple(x.shape[-2:])} are too small for {name} (needs sides >= {min_side})")
+        return model(x.clamp(0, 1), y.clamp(0, 1))
+
+    return fn
 
 
-def baseline_scorers(device: str | torch.device = "cpu") -> list[ScorerOrSkipped]:
-    """PSNR, SSIM, MS-SSIM (piq) and piq's LPIPS / DISTS when their weights are cached locally.
+def baseline_scorers(
+    device: str | torch.device = "cpu", trunks: str | os.PathLike[str] | None = None
+) -> list[ScorerOrSkipped]:
+    """PSNR, SSIM, MS-SSIM (piq), then :func:`reference_scorers` (LPIPS-Alex, LPIPS-VGG, DISTS).
+
+    Args:
+        device: device of every scorer.
+        trunks: folder of the ImageNet trunk files; ``None``: ``CODECLOSS_TRUNKS``.
 
     Returns:
         One entry per name in :data:`BASELINES`, a :class:`Skipped` where unavailable.
@@ -137,8 +180,7 @@ def baseline_scorers(device: str | torch.device = "cpu") -> list[ScorerOrSkipped
         Scorer("PSNR", psnr, higher_is_better=True, device=device),
         Scorer("SSIM", ssim, higher_is_better=True, device=device),
         Scorer("MS-SSIM", _ms_ssim, higher_is_better=True, device=device),
-        _piq_network("LPIPS (piq)", lambda: piq.LPIPS(reduction="none"), piq.LPIPS._weights_url, device),
-        _piq_network("DISTS (piq)", lambda: piq.DISTS(reduction="none"), piq.DISTS._weights_url, device),
+        *reference_scorers(device, trunks),
     ]
 
 
@@ -146,6 +188,7 @@ def build_scorers(
     cpips_configs: Sequence[Mapping[str, Any]] = ({},),
     baselines: bool = True,
     device: str | torch.device = "cpu",
+    trunks: str | os.PathLike[str] | None = None,
 ) -> list[ScorerOrSkipped]:
     """CPIPS scorers (one per config) followed by the baselines.
 
@@ -153,6 +196,7 @@ def build_scorers(
         cpips_configs: keyword arguments of :func:`cpips_scorer` per CPIPS row (``name`` included).
         baselines: add :func:`baseline_scorers`.
         device: device for every scorer.
+        trunks: folder of the ImageNet trunk files of the LPIPS / DISTS rows; ``None``: ``CODECLOSS_TRUNKS``.
 
     Returns:
         Scorers in table order.
@@ -161,7 +205,7 @@ def build_scorers(
     names = [s.name for s in scorers]
     if len(set(names)) != len(names):
         raise ValueError(f"cpips_configs: row names must be unique, got {names}")
-    return scorers + (baseline_scorers(device) if baselines else [])
+    return scorers + (baseline_scorers(device, trunks) if baselines else [])
 
 
 class DistanceCollector:

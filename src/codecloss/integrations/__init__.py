@@ -6,7 +6,7 @@
   registered in BasicSR's ``LOSS_REGISTRY`` when basicsr is importable.
 
 Importing this package imports none of them, so ``import codecloss`` never needs the optional packages;
-install them with ``pip install "codecloss[integrations]"``.
+install them with ``pip install ".[integrations]"`` in the codecloss clone.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["INSTALL_HINT", "require"]
+__all__ = ["INSTALL_HINT", "NORMALIZE_OPTIONS", "require"]
 
 #: How to install the optional packages of the adapters.
-INSTALL_HINT = 'pip install "codecloss[integrations]"'
+INSTALL_HINT = 'pip install ".[integrations]" in the codecloss clone'
+
+#: How the adapters' ``normalize=`` declares each image range, for the hints of range errors.
+NORMALIZE_OPTIONS = {(0.0, 1.0): "normalize=True", (-1.0, 1.0): "normalize=False"}
 
 
 def require(module: str, adapter: str) -> ModuleType:

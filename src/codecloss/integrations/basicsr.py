@@ -123,7 +123,7 @@ class CodecPerceptualLoss(nn.Module):
         """
         if isinstance(x, Tensor) and isinstance(gt, Tensor) and x.shape != gt.shape:
             raise ValueError(f"x and gt: expected the same shape, got {tuple(x.shape)} and {tuple(gt.shape)}")
-        fx, fy = self.loss.features(x), self.loss.features(gt.detach())
+        fx, fy = self.loss.features(x, prediction=True), self.loss.features(gt.detach())
         criterion = CRITERIA[self.criterion_type]
         percep = style = None
         if self.perceptual_weight > 0:

@@ -23,6 +23,8 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from codecloss import CPIPS, DEFAULT_BACKBONE
+from codecloss._validate import check_values
+from codecloss.integrations import NORMALIZE_OPTIONS
 
 __all__ = ["LPIPS", "LPIPS_TRUNKS"]
 
@@ -130,6 +132,8 @@ class LPIPS(nn.Module):
             (N, 1, 1, 1) distances, or (N, 1, H, W) maps when ``spatial``; with ``retPerLayer``
             ``(total, [per-tap values of the same shape])``.
         """
+        if all(isinstance(t, Tensor) and t.is_floating_point() for t in (in0, in1)):  # else CPIPS says what is wrong
+            check_values({"in0": in0, "in1": in1}, (0.0, 1.0) if normalize else (-1.0, 1.0), options=NORMALIZE_OPTIONS)
         if normalize:  # lpips: "turn on this flag if input is [0,1] so it can be adjusted to [-1, +1]"
             in0, in1 = 2 * in0 - 1, 2 * in1 - 1
         total, parts = self.cpips(in0, in1)

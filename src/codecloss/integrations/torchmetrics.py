@@ -1,6 +1,6 @@
 """CPIPS as a ``torchmetrics.Metric``: accumulate over batches, synchronise across DDP ranks.
 
-Needs torchmetrics (``pip install "codecloss[integrations]"``). The metric keeps one score per
+Needs torchmetrics (``pip install ".[integrations]"`` in the codecloss clone). The metric keeps one score per
 sample (list state, concatenated across ranks), so ``reduction="mean"`` over several ranks equals
 the mean over every sample seen, as in one process.
 
@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor
 
 from codecloss import CPIPS, DEFAULT_BACKBONE
-from codecloss.integrations import require
+from codecloss._validate import check_values
+from codecloss.integrations import NORMALIZE_OPTIONS, require
 from codecloss.losses import REDUCTIONS, reduce
 
 _torchmetrics = require("torchmetrics", __name__)
@@ -77,21 +77,9 @@ class CPIPSMetric(_torchmetrics.Metric):
         self.reduction = reduction
         self.normalize = normalize
         self.value_range = (0.0, 1.0) if normalize else (-1.0, 1.0)
-        self.net = CPIPS(backbone, layers=layers, weights=weights, heads=heads, input_range=self.value_range,
-                         check_finite=True).requires_grad_(False).eval()
+        self.net = CPIPS(backbone, layers=layers, weights=weights, heads=heads,
+                         input_range=self.value_range).requires_grad_(False).eval()
         self.add_state("scores", default=[], dist_reduce_fx="cat")
-
-    def _check_range(self, argument: str, images: Tensor) -> None:
-        if not isinstance(images, Tensor) or not images.is_floating_point() or images.numel() == 0:
-            return  # CPIPS reports type, dtype and shape problems
-        low, high = self.value_range
-        lowest, highest = (float(v) for v in torch.aminmax(images.detach()))
-        if lowest < low or highest > high:
-            other = "False for images in [-1, 1]" if self.normalize else "True for images in [0, 1]"
-            raise ValueError(
-                f"{argument}: values must lie in [{low:g}, {high:g}] with normalize={self.normalize}, got min "
-                f"{lowest:.4g} and max {highest:.4g}; pass normalize={other}"
-            )
 
     def update(self, img1: Tensor, img2: Tensor) -> None:
         """Score a batch of pairs and keep the per-sample scores.
@@ -100,8 +88,8 @@ class CPIPSMetric(_torchmetrics.Metric):
             img1: images (N, 3, H, W) in [0, 1] (``normalize=True``) or [-1, 1].
             img2: images of the same shape and range.
         """
-        self._check_range("img1", img1)
-        self._check_range("img2", img2)
+        if all(isinstance(t, Tensor) and t.is_floating_point() for t in (img1, img2)):  # else CPIPS says what is wrong
+            check_values({"img1": img1, "img2": img2}, self.value_range, options=NORMALIZE_OPTIONS)
         self.scores.append(self.net(img1, img2))
 
     def compute(self) -> Tensor:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "run_stylize": "gatys",
     "StylizeResult": "gatys",
     "judge_style": "judges",
+    "load_upscaler": "sr_upscaler",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,16 +1,8 @@
 """Style transfer and texture synthesis by optimising the image (Gatys et al., CVPR 2016) on codec features.
 
-The objective at each scale is
-
-.. math::
-    L(x) = w_c \\sum_t a_t \\frac{\\lVert \\phi_t(x) - \\phi_t(c) \\rVert^2}{\\lVert \\phi_t(c) \\rVert^2}
-         + w_s \\sum_s b_s \\frac{\\lVert G(\\phi_s(x)) - G(\\phi_s(s)) \\rVert^2}{\\lVert G(\\phi_s(s)) \\rVert^2}
-         + w_{tv}\\, \\mathrm{TV}(x)
-
-with per-tap weights ``a_t``, ``b_s`` normalised to sum to 1: each term is a relative error, so
-taps of very different magnitudes count alike and the weights mean the same on every backbone.
-Optimisation runs coarse to fine (``scales``), each scale starting from the previous result
-upsampled, so the deep taps' receptive field covers a larger part of the image.
+The objective at each scale is :class:`~codecloss.tasks.style_terms.StyleObjective`'s relative content and
+Gram errors (plus total variation). Optimisation runs coarse to fine (``scales``), each scale starting from the
+previous result upsampled, so the deep taps' receptive field covers a larger part of the image.
 """
 
 from __future__ import annotations
@@ -19,35 +11,34 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codecloss import DEFAULT_BACKBONE, gram_matrix, load_backbone
+from codecloss import DEFAULT_BACKBONE, load_backbone
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice, check_image
 from codecloss.cpips import ImageLike, as_image_tensor
-from codecloss.losses import resolve_layer_weights
-from codecloss.tasks.vgg import VGG19Features
+from codecloss.tasks.style_terms import LayersArg, StyleObjective, layer_weights
 
-__all__ = ["OPTIMIZERS", "INITS", "StylizeResult", "default_layers", "resize_shorter", "run_stylize", "stylize"]
+__all__ = ["OPTIMIZERS", "INITS", "VGG_BACKBONES", "StylizeResult", "default_layers", "read_single_image", "resize_shorter", "run_stylize", "stylize"]
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
 
-#: Tap names, or a mapping tap name -> weight.
-LayersArg = Union[Sequence[str], Mapping[str, float], None]
-
 #: Default (content taps, style taps) per loss-network family.
 _DEFAULT_LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gdn": (("gdn3",), ("conv1", "gdn1", "conv2", "gdn2", "conv3", "gdn3")),
     "rb": (("rb3",), ("rb1", "rb2", "rb3")),
-    "vgg19": (("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
+    "vgg": (("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
 }
+
+#: Reference trunks (:func:`codecloss.reference.trunk`) :func:`stylize` accepts as ``backbone``.
+VGG_BACKBONES = ("vgg16", "vgg19")
 
 
 @dataclass
@@ -71,25 +62,18 @@ class StylizeResult:
 
 def default_layers(backbone: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Default (content taps, style taps) of :func:`stylize` for ``backbone``."""
-    if backbone == "vgg19":
-        return _DEFAULT_LAYERS["vgg19"]
+    if backbone in VGG_BACKBONES:
+        return _DEFAULT_LAYERS["vgg"]
     family = "rb" if backbone.startswith("cheng2020") else "gdn"
     return _DEFAULT_LAYERS[family]
 
 
 def _load_network(backbone: str, weights: Any, seed: int) -> Any:
-    if backbone == "vgg19":
-        return VGG19Features(weights=None if weights in (None, "default") else weights, seed=seed)
+    if backbone in VGG_BACKBONES:
+        from codecloss.reference import trunk
+
+        return trunk(backbone, weights=None if weights in (None, "default") else weights, seed=seed)
     return load_backbone(backbone, weights)
-
-
-def _layer_weights(argument: str, layers: LayersArg, network: Any) -> dict[str, float]:
-    """:func:`codecloss.losses.resolve_layer_weights`, normalised to sum to 1."""
-    chosen = resolve_layer_weights(argument, layers, network)
-    total = sum(chosen.values())
-    if total <= 0:
-        raise ValueError(f"{argument}: expected at least one tap with a weight > 0, got {chosen}")
-    return {name: weight / total for name, weight in chosen.items()}
 
 
 def resize_shorter(image: Tensor, size: int) -> Tensor:
@@ -102,7 +86,8 @@ def resize_shorter(image: Tensor, size: int) -> Tensor:
     return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
 
 
-def _as_batch(image: ImageLike, argument: str) -> Tensor:
+def read_single_image(image: ImageLike, argument: str) -> Tensor:
+    """One image (tensor, PIL image, array or file path) as a validated (1, 3, H, W) float tensor; errors name ``argument``."""
     if isinstance(image, str) or hasattr(image, "__fspath__"):
         from codecloss.evaluate.images import read_image
 
@@ -116,53 +101,8 @@ def _as_batch(image: ImageLike, argument: str) -> Tensor:
     return tensor
 
 
-def _total_variation(x: Tensor) -> Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-class _Objective:
-    """The relative-error Gatys objective at one scale, with targets precomputed."""
-
-    def __init__(
-        self,
-        network: Any,
-        content: Tensor | None,
-        style: Tensor,
-        content_taps: dict[str, float],
-        style_taps: dict[str, float],
-        weights: tuple[float, float, float],
-    ) -> None:
-        self.network = network
-        self.content_taps, self.style_taps = content_taps, style_taps
-        self.content_weight, self.style_weight, self.tv_weight = weights
-        with torch.no_grad():
-            self.content_targets = {}
-            if content is not None and self.content_weight > 0:
-                self.content_targets = dict(network.extract(content, list(content_taps)))
-            self.gram_targets = {t: gram_matrix(f) for t, f in network.extract(style, list(style_taps)).items()}
-        self.content_norms = {t: f.pow(2).mean().clamp_min(1e-12) for t, f in self.content_targets.items()}
-        self.gram_norms = {t: g.pow(2).mean().clamp_min(1e-20) for t, g in self.gram_targets.items()}
-        self.taps = list(dict.fromkeys([*self.content_targets, *style_taps]))
-
-    def terms(self, x: Tensor) -> dict[str, Tensor]:
-        features = self.network.extract(x, self.taps)
-        zero = x.new_zeros(())
-        content = sum(
-            (self.content_taps[t] * (features[t] - f).pow(2).mean() / self.content_norms[t]
-             for t, f in self.content_targets.items()),
-            zero,
-        )
-        style = sum(
-            (self.style_taps[t] * (gram_matrix(features[t]) - g).pow(2).mean() / self.gram_norms[t]
-             for t, g in self.gram_targets.items()),
-            zero,
-        )
-        tv = _total_variation(x)
-        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
-        return {"content": content, "style": style, "tv": tv, "total": total}
-
-
-def _optimise(objective: _Objective, x: Tensor, steps: int, optimizer: str, lr: float, bar: Any) -> list[float]:
+def _optimise(objective: StyleObjective, targets: dict[str, Tensor], x: Tensor, steps: int, optimizer: str, lr: float,
+              bar: Any) -> list[float]:
     """Minimise ``objective`` over the pixels of ``x`` (in place, kept in [0, 1]); return the totals."""
     x.requires_grad_(True)
     history: list[float] = []
@@ -172,7 +112,7 @@ def _optimise(objective: _Objective, x: Tensor, steps: int, optimizer: str, lr: 
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
-            total = objective.terms(x)["total"]
+            total = objective.terms(x, targets)["total"]
             total.backward()
             history.append(float(total.detach()))
             bar.update(1)
@@ -183,7 +123,7 @@ def _optimise(objective: _Objective, x: Tensor, steps: int, optimizer: str, lr: 
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            total = objective.terms(x)["total"]
+            total = objective.terms(x, targets)["total"]
             total.backward()
             opt.step()
             history.append(float(total.detach()))
@@ -224,9 +164,11 @@ def run_stylize(
             ``None`` to synthesise a texture of ``size`` x ``size`` from noise.
         style: style image, any size; it is resized so its shorter side equals the output's at each scale.
         size: shorter side of the output (the content is resized to it, keeping its aspect ratio).
-        backbone: codec backbone id (see :func:`codecloss.list_backbones`) or ``"vgg19"`` (torchvision VGG19).
+        backbone: codec backbone id (see :func:`codecloss.list_backbones`), or ``"vgg16"`` / ``"vgg19"``
+            (torchvision's, :func:`codecloss.reference.trunk`).
         weights: backbone weights (``"default"``, registry name, file, or ``None`` for random init);
-            for ``"vgg19"`` ``"default"``/``None`` mean random init with ``seed``, or a torchvision file.
+            for VGG ``"default"``/``None`` mean random init with ``seed``, else a torchvision file
+            (e.g. ``$CODECLOSS_TRUNKS/vgg16_features.pth``) or ``"torchvision"``.
         content_layers: content taps (names or name -> weight); ``None``: :func:`default_layers`.
         style_layers: Gram taps (names or name -> weight); ``None``: :func:`default_layers`.
         content_weight: weight of the relative content error (ignored without content).
@@ -237,7 +179,7 @@ def run_stylize(
         lr: Adam's learning rate (L-BFGS takes unit steps with a line search).
         init: ``"content"`` or ``"noise"``; ``None``: content when there is one, else noise.
         scales: number of coarse-to-fine scales, each half the size of the next (1 = full size only).
-        seed: seed of the noise initialisation (and of a random-init VGG19).
+        seed: seed of the noise initialisation (and of a random-init VGG).
         device: torch device to optimise on.
         progress: a progress bar on stderr: ``True``, ``False``, or ``None`` (only on a terminal).
 
@@ -271,13 +213,13 @@ def run_stylize(
         raise ValueError(f"scales: {scales} scales of size {size} make a coarsest side < 16 px; use fewer scales")
 
     device = torch.device(device)
-    style_image = _as_batch(style, "style").to(device)
-    content_image = None if content is None else resize_shorter(_as_batch(content, "content"), size).to(device)
+    style_image = read_single_image(style, "style").to(device)
+    content_image = None if content is None else resize_shorter(read_single_image(content, "content"), size).to(device)
     shape = (size, size) if content_image is None else tuple(content_image.shape[-2:])
     network = _load_network(backbone, weights, seed).to(device)
     default_content, default_style = default_layers(backbone)
-    content_taps = _layer_weights("content_layers", default_content if content_layers is None else content_layers, network)
-    style_taps = _layer_weights("style_layers", default_style if style_layers is None else style_layers, network)
+    content_taps = layer_weights("content_layers", default_content if content_layers is None else content_layers, network)
+    style_taps = layer_weights("style_layers", default_style if style_layers is None else style_layers, network)
     settings.update(init=init, content_layers=content_taps, style_layers=style_taps, output_size=list(shape))
 
     generator = torch.Generator().manual_seed(seed)
@@ -298,14 +240,14 @@ def run_stylize(
             x = F.interpolate(x, size=level_shape, mode="bicubic", align_corners=False).clamp(0, 1)
         x = x.contiguous()  # LBFGS views the gradient flat
         level_style = resize_shorter(style_image, min(level_shape))
-        objective = _Objective(network, level_content, level_style, content_taps, style_taps,
-                               (content_weight, style_weight, tv_weight))
-        history.append(_optimise(objective, x, steps, optimizer, lr, bar))
+        objective = StyleObjective(network, level_style, content_taps, style_taps, (content_weight, style_weight, tv_weight))
+        targets = objective.content_targets(level_content)
+        history.append(_optimise(objective, targets, x, steps, optimizer, lr, bar))
         logger.info("stylize: scale %s done, objective %.4g", level_shape, history[-1][-1] if history[-1] else float("nan"))
     bar.close()
     assert x is not None
     with torch.no_grad():
-        terms = {name: float(value) for name, value in objective.terms(x).items()}
+        terms = {name: float(value) for name, value in objective.terms(x, targets).items()}
     seconds = time.perf_counter() - start
     return StylizeResult(image=x.detach(), terms=terms, history=history, seconds=seconds, settings=settings)
 

@@ -10,6 +10,9 @@ A loss must never be scored by its own features. These measures use no codec fea
 - :func:`colour_distance`: sliced Wasserstein-1 distance between the two images' RGB pixel
   distributions (palette, no spatial structure).
 - :func:`content_ssim`: SSIM (piq) of the result to the content image (how much content is kept).
+- :func:`lpips_distance` and :func:`dists_distance`: LPIPS-Alex and DISTS (:mod:`codecloss.reference`,
+  ImageNet trunks) to the content or style image; :func:`judge_style` adds them only when the trunk
+  files are found (``trunks`` or ``CODECLOSS_TRUNKS``).
 
 All take images in [0, 1]; distances are 0 for identical images, lower is closer.
 """
@@ -17,6 +20,8 @@ All take images in [0, 1]; distances are 0 for identical images, lower is closer
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from typing import Any
 
 import torch
@@ -27,16 +32,19 @@ from codecloss import gram_matrix
 from codecloss._validate import check_image
 from codecloss.evaluate.images import center_crop
 from codecloss.tasks.gatys import resize_shorter
-from codecloss.tasks.vgg import VGG19Features
 
 __all__ = [
     "JUDGE_SEED",
     "colour_distance",
     "content_ssim",
+    "dists_distance",
     "judge_style",
+    "lpips_distance",
     "random_vgg_gram_distance",
     "texture_distance",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Seed of the judge's random VGG19; no loss, control or test in codecloss uses it.
 JUDGE_SEED = 7919
@@ -91,8 +99,10 @@ def texture_distance(x: Tensor, reference: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def _judge_vgg() -> VGG19Features:
-    return VGG19Features(weights=None, seed=JUDGE_SEED)
+def _judge_vgg() -> Any:
+    from codecloss.reference import trunk
+
+    return trunk("vgg19", weights=None, seed=JUDGE_SEED)
 
 
 def random_vgg_gram_distance(x: Tensor, reference: Tensor) -> Tensor:
@@ -160,6 +170,62 @@ def content_ssim(x: Tensor, content: Tensor) -> Tensor:
     return piq.ssim(x.clamp(0, 1), content.clamp(0, 1), data_range=1.0)
 
 
+@functools.lru_cache(maxsize=4)
+def _reference_metric(kind: str, file: str) -> Any:
+    from codecloss import reference
+
+    return reference.lpips("alex", file) if kind == "lpips" else reference.dists(file)
+
+
+def _reference_distance(kind: str, x: Tensor, reference: Tensor, trunks: str | os.PathLike[str] | None) -> Tensor:
+    from codecloss.reference import trunk_file
+
+    name = "alexnet" if kind == "lpips" else "vgg16"
+    file = trunk_file(name, trunks)
+    if file is None:
+        raise FileNotFoundError(f"trunks: no {name}_features.pth found (pass trunks=DIR or set CODECLOSS_TRUNKS)")
+    x = check_image(x, "x").float().cpu()
+    reference = check_image(reference, "reference").float().cpu()
+    if reference.shape[-2:] != x.shape[-2:]:
+        reference = F.interpolate(reference, size=x.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+    with torch.no_grad():
+        return _reference_metric(kind, str(file))(x.clamp(0, 1), reference.clamp(0, 1)).mean()
+
+
+def lpips_distance(x: Tensor, reference: Tensor, trunks: str | os.PathLike[str] | None = None) -> Tensor:
+    """LPIPS-Alex (:func:`codecloss.reference.lpips`) of ``x`` to ``reference``, resized (bicubic) to ``x``'s size.
+
+    Args:
+        x: (1, 3, H, W) image in [0, 1].
+        reference: (1, 3, H', W') content (or style) image in [0, 1].
+        trunks: folder holding ``alexnet_features.pth`` (``None``: ``CODECLOSS_TRUNKS``).
+
+    Returns:
+        0-dim tensor, 0 for identical images.
+
+    Raises:
+        FileNotFoundError: no AlexNet trunk file found.
+    """
+    return _reference_distance("lpips", x, reference, trunks)
+
+
+def dists_distance(x: Tensor, reference: Tensor, trunks: str | os.PathLike[str] | None = None) -> Tensor:
+    """DISTS (:func:`codecloss.reference.dists`) of ``x`` to ``reference``, resized (bicubic) to ``x``'s size.
+
+    Args:
+        x: (1, 3, H, W) image in [0, 1].
+        reference: (1, 3, H', W') style (or content) image in [0, 1].
+        trunks: folder holding ``vgg16_features.pth`` (``None``: ``CODECLOSS_TRUNKS``).
+
+    Returns:
+        0-dim tensor, 0 for identical images.
+
+    Raises:
+        FileNotFoundError: no VGG16 trunk file found.
+    """
+    return _reference_distance("dists", x, reference, trunks)
+
+
 def _judge_pair(x: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     x = check_image(x, "x").float().cpu()
     reference = check_image(reference, "reference").float().cpu()
@@ -168,20 +234,27 @@ def _judge_pair(x: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
     return x, resize_shorter(reference, min(x.shape[-2:]))
 
 
-def judge_style(x: Tensor, style: Tensor, content: Tensor | None = None) -> dict[str, float]:
+def judge_style(
+    x: Tensor, style: Tensor, content: Tensor | None = None, trunks: str | os.PathLike[str] | None = None
+) -> dict[str, float]:
     """Every judge of a stylised image (or a synthesised texture when ``content`` is ``None``).
 
     Args:
         x: (1, 3, H, W) result in [0, 1].
         style: the style image.
         content: the content image, if any.
+        trunks: folder of ImageNet trunk files (``None``: ``CODECLOSS_TRUNKS``); without them the
+            LPIPS and DISTS judges are left out (logged).
 
     Returns:
-        ``{"texture_ps": ..., "gram_random_vgg": ..., "colour_swd": ...}`` plus ``"content_ssim"`` with content.
+        ``{"texture_ps": ..., "gram_random_vgg": ..., "colour_swd": ...}`` plus ``"content_ssim"`` with content;
+        with the trunks also ``"dists_style"``, and with content ``"lpips_alex_content"`` and ``"dists_content"``.
 
     Example:
         >>> scores = judge_style(out, style_image, content_image)  # doctest: +SKIP
     """
+    from codecloss.reference import trunk_file
+
     scores = {
         "texture_ps": float(texture_distance(x, style)),
         "gram_random_vgg": float(random_vgg_gram_distance(x, style)),
@@ -189,4 +262,14 @@ def judge_style(x: Tensor, style: Tensor, content: Tensor | None = None) -> dict
     }
     if content is not None:
         scores["content_ssim"] = float(content_ssim(x, content))
+    if trunk_file("vgg16", trunks) is not None:
+        scores["dists_style"] = float(dists_distance(x, style, trunks))
+        if content is not None:
+            scores["dists_content"] = float(dists_distance(x, content, trunks))
+    else:
+        logger.info("DISTS judges left out: no vgg16_features.pth (pass trunks=DIR or set CODECLOSS_TRUNKS)")
+    if content is not None and trunk_file("alexnet", trunks) is not None:
+        scores["lpips_alex_content"] = float(lpips_distance(x, content, trunks))
+    elif content is not None:
+        logger.info("LPIPS judge left out: no alexnet_features.pth (pass trunks=DIR or set CODECLOSS_TRUNKS)")
     return scores

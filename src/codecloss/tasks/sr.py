@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "codecloss-sr-study"
 SCALE = 4
 _CALIBRATION_BATCHES = 2
+_DATASET_ALIASES = {("bsds500", "val"): "bsd100"}  # (parent, folder) -> dataset name
 _MEMORY_METHOD = ("RSS high-water-mark increase over one training step (gc + malloc_trim, VmHWM reset through "
                   "/proc/self/clear_refs; codecloss.bench.measure.peak_memory_mb), MiB")
 
@@ -67,6 +68,8 @@ class StudyConfig:
         seed: seed of the network init, the data order and random feature networks.
         balance: feature-loss weight = ``balance`` x (L1 gradient norm / feature-loss gradient norm) at init.
         vgg_weights: torchvision VGG19 ImageNet state dict for ``vgg19`` (``None``: random init).
+        vgg16_weights: torchvision VGG16 ImageNet state dict for ``vgg16`` (``None``: random init), e.g.
+            ``$CODECLOSS_TRUNKS/vgg16_features.pth``.
         codec_backbone: backbone id of the ``codec`` and ``codec-random`` losses.
         codec_weights: weights of the ``codec`` loss: ``"default"``, a registry name or a file.
         checkpoint_every: steps per interleaved chunk (and between checkpoints).
@@ -86,6 +89,7 @@ class StudyConfig:
     seed: int = 0
     balance: float = 1.0
     vgg_weights: str | None = None
+    vgg16_weights: str | None = None
     codec_backbone: str = DEFAULT_BACKBONE
     codec_weights: str = "default"
     checkpoint_every: int = 25
@@ -109,20 +113,12 @@ class StudyConfig:
             raise ValueError(f"--patch: expected a multiple of {SCALE} >= 64 (VGG19 conv5_4 and codec y need it), got {self.patch!r}")
         if not self.lr > 0 or not self.balance > 0:
             raise ValueError(f"--lr, --balance: expected numbers > 0, got {self.lr!r}, {self.balance!r}")
-        if not self.eval_dirs:
-            raise ValueError("--eval: expected at least one folder")
-        for folder in self.eval_dirs:
-            path = Path(folder)
-            if not path.is_dir():
-                raise FileNotFoundError(f"--eval: no such folder {folder!r}")
-            if not list_images(path):
-                raise FileNotFoundError(f"--eval: no image files in {folder!r}")
-            name = path.resolve().parent.name if path.resolve().name.lower() == "hr" else path.resolve().name
-            while name in self._names:
-                name += "_"
-            self._names[name] = path
+        self._names.update(dataset_names(self.eval_dirs))
         if not Path(self.train_dir).is_dir():
             raise FileNotFoundError(f"--train: no such folder {self.train_dir!r}")
+        for argument, file in (("--vgg-weights", self.vgg_weights), ("--vgg16-weights", self.vgg16_weights)):
+            if file is not None and not Path(file).is_file():
+                raise FileNotFoundError(f"{argument}: no such file {str(file)!r}")
 
     @property
     def datasets(self) -> dict[str, Path]:
@@ -133,12 +129,37 @@ class StudyConfig:
         """The settings a resumed run must share with the checkpoints it continues."""
         keys = ("train_dir", "batch", "patch", "channels", "blocks", "lr", "seed", "balance", "vgg_weights",
                 "codec_backbone", "codec_weights")
-        return {k: getattr(self, k) for k in keys} | {"scale": SCALE}
+        extra = {"vgg16_weights": self.vgg16_weights} if self.vgg16_weights else {}  # older runs lack the key
+        return {k: getattr(self, k) for k in keys} | extra | {"scale": SCALE}
+
+
+def dataset_names(folders: Sequence[str | os.PathLike[str]], argument: str = "--eval") -> dict[str, Path]:
+    """Evaluation folders by dataset name (``set5/HR`` is ``set5``, ``bsds500/val`` is ``bsd100``; repeated names
+    get ``_`` appended).
+
+    Raises:
+        ValueError, FileNotFoundError: no folder, a missing folder or one without images (naming ``argument``).
+    """
+    if not folders:
+        raise ValueError(f"{argument}: expected at least one folder")
+    names: dict[str, Path] = {}
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{argument}: no such folder {str(folder)!r}")
+        if not list_images(path):
+            raise FileNotFoundError(f"{argument}: no image files in {str(folder)!r}")
+        parent, leaf = path.resolve().parent.name, path.resolve().name
+        name = parent if leaf.lower() == "hr" else _DATASET_ALIASES.get((parent, leaf), leaf)
+        while name in names:
+            name += "_"
+        names[name] = path
+    return names
 
 
 @dataclass
 class _Trainee:
-    """One loss's network, optimiser and measurements."""
+    """One loss's network, optimiser and measurements (``pixel_loss`` + ``weight`` x ``feature_loss``)."""
 
     name: str
     net: SRNet
@@ -151,10 +172,21 @@ class _Trainee:
     times: list[float] = field(default_factory=list)
     peak_memory_mib: float | None = None
     measured_memory: bool = False
+    pixel_loss: Callable[[Tensor, Tensor], Tensor] = F.l1_loss
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network is."""
+        return next(self.net.parameters()).device
+
+    def batch(self, sampler: CropSampler, step: int) -> tuple[Tensor, Tensor]:
+        """Batch ``step`` of ``sampler`` on the network's device."""
+        lr, hr = sampler(step)
+        return lr.to(self.device), hr.to(self.device)
 
     def loss(self, lr: Tensor, hr: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         sr = self.net(lr)
-        l1 = F.l1_loss(sr, hr)
+        l1 = self.pixel_loss(sr, hr)
         if self.feature_loss is None:
             return l1, l1, None
         feature = self.feature_loss(sr, hr)
@@ -183,7 +215,7 @@ def _calibrate(trainee: _Trainee, sampler: CropSampler, balance: float) -> None:
         return
     profiles = []
     for step in range(_CALIBRATION_BATCHES):
-        lr, hr = sampler(step)
+        lr, hr = trainee.batch(sampler, step)
         with torch.no_grad():
             sr = trainee.net(lr)
         profiles.append(gradient_profile(trainee.feature_loss, sr, hr))
@@ -195,7 +227,7 @@ def _calibrate(trainee: _Trainee, sampler: CropSampler, balance: float) -> None:
 
 def _load_trainee(config: StudyConfig, name: str, sampler: CropSampler) -> _Trainee:
     feature_loss, info = build_feature_loss(name, config.seed, config.vgg_weights,
-                                            config.codec_backbone, config.codec_weights)
+                                            config.codec_backbone, config.codec_weights, config.vgg16_weights)
     net = _new_net(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.99))
     trainee = _Trainee(name, net, optimizer, feature_loss, info)
@@ -209,13 +241,18 @@ def _load_trainee(config: StudyConfig, name: str, sampler: CropSampler) -> _Trai
                          f"expected {config.fixed()}; use another --out")
     if state["step"] > config.steps:
         raise ValueError(f"--steps: {str(path)!r} already has {state['step']} steps, more than {config.steps}")
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    _restore(trainee, state)
+    return trainee
+
+
+def _restore(trainee: _Trainee, state: dict[str, Any]) -> None:
+    """Put a checkpoint's network, optimiser, torch RNG state, step, weight and measurements into ``trainee``."""
+    trainee.net.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
     trainee.step, trainee.weight, trainee.calibration = state["step"], state["weight"], state["calibration"]
     trainee.times, trainee.peak_memory_mib = list(state["times"]), state["peak_memory_mib"]
-    logger.info("%s: resumed at step %d", name, trainee.step)
-    return trainee
+    logger.info("%s: resumed at step %d", trainee.name, trainee.step)
 
 
 def _train_chunk(trainee: _Trainee, sampler: CropSampler, until: int, log: Path, advance: Callable[[int], Any]) -> None:
@@ -224,7 +261,7 @@ def _train_chunk(trainee: _Trainee, sampler: CropSampler, until: int, log: Path,
     sums = {"loss": 0.0, "l1": 0.0, "feature": 0.0}
     start = trainee.step
     while trainee.step < until:
-        lr, hr = sampler(trainee.step)
+        lr, hr = trainee.batch(sampler, trainee.step)
         record: dict[str, Tensor | None] = {}
 
         def step() -> None:
@@ -235,11 +272,13 @@ def _train_chunk(trainee: _Trainee, sampler: CropSampler, until: int, log: Path,
             record.update(loss=total.detach(), l1=l1.detach(), feature=None if feature is None else feature.detach())
 
         if not trainee.measured_memory:  # this step's time includes the measurement: not timed
-            trainee.peak_memory_mib = peak_memory_mb(step, torch.device("cpu"))
+            trainee.peak_memory_mib = peak_memory_mb(step, trainee.device)
             trainee.measured_memory = True
         else:
             t0 = time.perf_counter()
             step()
+            if trainee.device.type == "cuda":
+                torch.cuda.synchronize(trainee.device)
             trainee.times.append(time.perf_counter() - t0)
         for key in sums:
             sums[key] += 0.0 if record[key] is None else float(record[key])  # type: ignore[arg-type]
@@ -259,25 +298,31 @@ def _save_png(image: Tensor, path: Path) -> None:
     Image.fromarray(array).save(path)
 
 
-def _evaluate(name: str, upscale: Callable[[Tensor], Tensor], config: StudyConfig, step: int, cpips: nn.Module) -> dict[str, Any]:
-    """Scores of one method on every dataset (cached in ``out/<name>/eval.json`` for this step and these folders)."""
-    cache = Path(config.out) / name / "eval.json"
-    key = {"step": step, "datasets": {k: str(v) for k, v in config.datasets.items()}}
+def _evaluate(name: str, upscale: Callable[[Tensor], Tensor], out: Path, datasets: dict[str, Path], step: int,
+              score: Callable[[Tensor, Tensor], dict[str, float | None]], save_images: bool = False,
+              key_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Scores of one method on every dataset (cached in ``out/<name>/eval.json`` for this step, these folders and
+    ``key_extra``).
+
+    ``score(sr, hr)`` gives one image's scores; the dataset means are taken over its keys.
+    """
+    cache = out / name / "eval.json"
+    key = {"step": step, "datasets": {k: str(v) for k, v in datasets.items()}, **(key_extra or {})}
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("key") == key:
             return cached["result"]
     result: dict[str, Any] = {}
-    for dataset, folder in config.datasets.items():
+    for dataset, folder in datasets.items():
         per_image: dict[str, dict[str, float | None]] = {}
         for file_name, path in list_images(folder).items():
             hr = mod_crop(read_image(path), SCALE).unsqueeze(0)
             with torch.no_grad():
                 sr = upscale(downscale(hr, SCALE))
-            per_image[file_name] = score_sr(sr, hr, SCALE, cpips)
-            if config.save_images:
-                _save_png(sr, Path(config.out) / name / "images" / dataset / f"{Path(file_name).stem}.png")
-        means = {metric: _mean([v[metric] for v in per_image.values()]) for metric in METRIC_NOTES}
+            per_image[file_name] = score(sr, hr)
+            if save_images:
+                _save_png(sr, out / name / "images" / dataset / f"{Path(file_name).stem}.png")
+        means = {metric: _mean([v[metric] for v in per_image.values()]) for metric in next(iter(per_image.values()))}
         result[dataset] = {"images": len(per_image), **means, "per_image": per_image}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".eval.json.{os.getpid()}.tmp")  # several processes may evaluate one run
@@ -296,6 +341,36 @@ def _time_summary(times: list[float]) -> dict[str, float | int | None]:
         return {"median_s": None, "iqr_s": None, "timed_steps": 0}
     q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else (times[0],) * 3
     return {"median_s": statistics.median(times), "iqr_s": q3 - q1, "timed_steps": len(times)}
+
+
+def _train_interleaved(trainees: Sequence[_Trainee], sampler: CropSampler, steps: int, every: int, out: Path,
+                       fixed: Callable[[_Trainee], dict[str, Any]], progress: bool | None) -> None:
+    """Train every trainee to ``steps`` in interleaved chunks of ``every`` steps, checkpointing
+    ``out/<name>/checkpoint.pt`` (with the settings ``fixed(trainee)``) after each chunk."""
+    with progress_bar(total=steps * len(trainees), initial=sum(t.step for t in trainees), enabled=progress,
+                      desc="sr-study", unit="step", leave=False) as bar:
+        while any(t.step < steps for t in trainees):
+            for trainee in trainees:
+                until = min(steps, (trainee.step // every + 1) * every)
+                if trainee.step >= until:
+                    continue
+                _train_chunk(trainee, sampler, until, out / trainee.name / "log.jsonl", bar.update)
+                atomic_torch_save(trainee.state(fixed(trainee)), out / trainee.name / "checkpoint.pt")
+                logger.info("%s: step %d, median step %.3f s", trainee.name, trainee.step,
+                            _time_summary(trainee.times)["median_s"] or float("nan"))
+
+
+def _training_summary(trainees: Sequence[_Trainee]) -> dict[str, dict[str, Any]]:
+    """Per trainee: its description, weights, calibration, steps, step time (also relative to ``l1``) and peak memory."""
+    l1_time = next((_time_summary(t.times)["median_s"] for t in trainees if t.name == "l1"), None)
+    losses = {}
+    for t in trainees:
+        timing = _time_summary(t.times)
+        ratio = timing["median_s"] / l1_time if l1_time and timing["median_s"] else None
+        losses[t.name] = {**t.info, "l1_weight": 1.0, "feature_weight": t.weight, "calibration": t.calibration,
+                          "steps": t.step, "step_time": {**timing, "relative_to_l1": ratio},
+                          "peak_memory_mib": t.peak_memory_mib}
+    return losses
 
 
 def run_study(config: StudyConfig, progress: bool | None = None) -> dict[str, Any]:
@@ -317,18 +392,7 @@ def run_study(config: StudyConfig, progress: bool | None = None) -> dict[str, An
     logger.info("decoded %d training images in %.1f s", len(images), time.perf_counter() - t0)
     sampler = CropSampler(images, config.patch, config.batch, SCALE, config.seed)
     trainees = [_load_trainee(config, name, sampler) for name in config.losses]
-    total = config.steps * len(trainees)
-    with progress_bar(total=total, initial=sum(t.step for t in trainees), enabled=progress, desc="sr-study",
-                      unit="step", leave=False) as bar:
-        while any(t.step < config.steps for t in trainees):
-            for trainee in trainees:
-                until = min(config.steps, (trainee.step // config.checkpoint_every + 1) * config.checkpoint_every)
-                if trainee.step >= until:
-                    continue
-                _train_chunk(trainee, sampler, until, out / trainee.name / "log.jsonl", bar.update)
-                atomic_torch_save(trainee.state(config.fixed()), _checkpoint_path(config, trainee.name))
-                logger.info("%s: step %d, median step %.3f s", trainee.name, trainee.step,
-                            _time_summary(trainee.times)["median_s"] or float("nan"))
+    _train_interleaved(trainees, sampler, config.steps, config.checkpoint_every, out, lambda _: config.fixed(), progress)
     cpips = CPIPS().requires_grad_(False).eval()
     evaluation: dict[str, dict[str, Any]] = {}
     methods: list[tuple[str, Callable[[Tensor], Tensor]]] = [("bicubic", lambda lr: upscale_bicubic(lr, SCALE))]
@@ -337,17 +401,12 @@ def run_study(config: StudyConfig, progress: bool | None = None) -> dict[str, An
         methods.append((trainee.name, trainee.net))
     for name, upscale in methods:
         step = 0 if name == "bicubic" else config.steps
-        for dataset, scores in _evaluate(name, upscale, config, step, cpips).items():
+        scores_of = _evaluate(name, upscale, out, config.datasets, step, lambda sr, hr: score_sr(sr, hr, SCALE, cpips),
+                              config.save_images)
+        for dataset, scores in scores_of.items():
             evaluation.setdefault(dataset, {})[name] = scores
         logger.info("evaluated %s", name)
-    l1_time = next((_time_summary(t.times)["median_s"] for t in trainees if t.name == "l1"), None)
-    losses = {}
-    for t in trainees:
-        timing = _time_summary(t.times)
-        ratio = timing["median_s"] / l1_time if l1_time and timing["median_s"] else None
-        losses[t.name] = {**t.info, "l1_weight": 1.0, "feature_weight": t.weight, "calibration": t.calibration,
-                          "steps": t.step, "step_time": {**timing, "relative_to_l1": ratio},
-                          "peak_memory_mib": t.peak_memory_mib}
+    losses = _training_summary(trainees)
     net = _new_net(config)
     settings = {k: v for k, v in dataclasses.asdict(config).items() if not k.startswith("_")}
     settings |= {

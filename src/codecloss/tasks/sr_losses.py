@@ -1,10 +1,14 @@
 """Training losses of the SR study: L1 alone, or L1 plus a feature loss on a frozen network.
 
-Every feature loss uses ESRGAN's criterion (mean absolute difference of features: ``content="l1"`` of
-:class:`codecloss.CodecPerceptualLoss`, :func:`codecloss.content_loss` for VGG19), so the loss network is the
-only thing that differs between them.
-Its weight is set once, at initialisation, so that its input-gradient norm is ``balance`` times L1's
+Most feature losses use ESRGAN's criterion (mean absolute difference of features: ``content="l1"`` of
+:class:`codecloss.CodecPerceptualLoss`, :func:`codecloss.content_loss` for VGG), so the loss network is the
+only thing that differs between them; ``codec-l2n`` (normalised L2 content), ``vgg16-relu2_2`` (Johnson et
+al.'s mean squared feature difference) and ``lpips-vgg`` (LPIPS with its learned heads) are the exceptions.
+Its weight is set once, at the start, so that its input-gradient norm is ``balance`` times L1's
 (see :func:`gradient_profile`).
+
+A fine-tuning loss name (:func:`parse_loss`) is a feature-loss name, or ``aesop`` / ``aesop+<feature loss>``:
+:class:`AESOPLoss` (Lee et al., CVPR 2025) then replaces the L1 pixel term.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from torch import Tensor, nn
 
 from codecloss import DEFAULT_BACKBONE, CodecPerceptualLoss, content_loss
 from codecloss.tasks.sr_metrics import radial_power_spectrum
-from codecloss.tasks.vgg import VGG19Features
 
-__all__ = ["CODEC_LAYERS", "LOSS_NAMES", "VGG19FeatureL1", "build_feature_loss", "gradient_profile"]
+__all__ = ["AESOP", "AESOPLoss", "CODEC_LAYERS", "LOSS_NAMES", "REFUSED_LOSSES", "VGG16_LOSSES", "VGG16_TRUNK_LOSSES",
+           "VGG_TAPS", "VGGFeatureL1", "build_feature_loss", "gradient_profile", "parse_loss"]
 
 #: Loss names the study knows, with the frozen network each adds to L1 (``None``: L1 alone).
 LOSS_NAMES: dict[str, str | None] = {
@@ -30,7 +34,26 @@ LOSS_NAMES: dict[str, str | None] = {
     "codec-random": "codec (--codec-backbone architecture, random init)",
     "hyperprior-random": "codec (bmshj2018-hyperprior-mse-q3 architecture, random init)",
     "vgg19": "VGG19 conv5_4 before ReLU (ESRGAN), random init unless --vgg-weights",
+    "vgg16": "VGG16 conv5_3 before ReLU (ESRGAN's term on VGG16), random init unless --vgg16-weights",
+    "codec-l2n": "codec (--codec-backbone, trained weights), normalized_l2 content instead of l1",
+    "codec-small": "codec (codecloss-small-mse, embedded trained weights)",
+    "vgg16-relu2_2": "VGG16 relu2_2, mean squared difference (Johnson et al. 2016), --vgg16-weights trunk",
+    "vgg16-conv5_3": "VGG16 conv5_3 before ReLU, L1 (ESRGAN's VGG19 conv5_4 stand-in), --vgg16-weights trunk",
+    "lpips-vgg": "LPIPS-VGG (lpips package heads) on the --vgg16-weights trunk",
 }
+
+#: Loss names refused as training losses, with the reason.
+REFUSED_LOSSES = {"lpips-alex": "LPIPS-Alex is the study's judge; a loss must never be scored by its own network"}
+
+#: VGG16 loss name -> (tap, content criterion); these read the ``--vgg16-weights`` trunk.
+VGG16_LOSSES = {"vgg16": ("conv5_3", "l1"), "vgg16-conv5_3": ("conv5_3", "l1"), "vgg16-relu2_2": ("relu2_2", "l2")}
+#: Losses that run on the VGG16 trunk file.
+VGG16_TRUNK_LOSSES = frozenset(VGG16_LOSSES) | {"lpips-vgg"}
+#: Prefix of the fine-tuning losses whose pixel term is AESOP instead of L1.
+AESOP = "aesop"
+
+#: Tap of each VGG loss: the last convolution, before its ReLU (ESRGAN's conv5_4 on VGG19).
+VGG_TAPS = {"vgg19": "conv5_4", "vgg16": "conv5_3"}
 
 #: Codec taps and weights of the ``codec*`` losses. Measured at the bicubic operating point on ``codecloss-small-mse`` (the default
 #: then; ``gradient_profile``, docs/tasks.md): the input-gradient norms of gdn1, gdn2, gdn3, y are about
@@ -39,29 +62,96 @@ LOSS_NAMES: dict[str, str | None] = {
 CODEC_LAYERS: dict[str, float] = {"gdn1": 1.0, "gdn2": 0.3, "gdn3": 0.1}
 
 
-class VGG19FeatureL1(nn.Module):
-    """ESRGAN's perceptual term: L1 between VGG19 conv5_4 (before ReLU) features, ImageNet-normalised input.
+class VGGFeatureL1(nn.Module):
+    """ESRGAN's perceptual term: L1 between VGG features of the last convolution (before ReLU), ImageNet-normalised input.
 
-    Runs :class:`codecloss.tasks.vgg.VGG19Features` in channels_last memory format (faster on CPU, as the
-    codec backbones run).
+    Runs :func:`codecloss.reference.trunk` in channels_last memory format (faster on CPU, as the codec
+    backbones run).
 
     Args:
-        weights: torchvision VGG19 state dict file, or ``None`` for random init with ``seed``.
+        arch: ``"vgg19"`` (conv5_4, ESRGAN) or ``"vgg16"`` (conv5_3).
+        weights: torchvision state dict file, or ``None`` for random init with ``seed``.
         seed: seed of the random initialisation.
+        tap: tap to compare (default: :data:`VGG_TAPS` of ``arch``).
+        criterion: :func:`codecloss.content_loss` kind (default ``"l1"``).
     """
 
-    def __init__(self, weights: str | os.PathLike | None = None, seed: int = 0) -> None:
+    def __init__(self, arch: str = "vgg19", weights: str | os.PathLike | None = None, seed: int = 0,
+                 tap: str | None = None, criterion: str = "l1") -> None:
         super().__init__()
-        if weights is not None and not os.path.isfile(weights):
-            raise FileNotFoundError(f"--vgg-weights: no such file {str(weights)!r}")
-        self.vgg = VGG19Features(weights, seed)
+        from codecloss.reference import trunk
+
+        self.tap = tap or VGG_TAPS[arch]
+        self.criterion = criterion
+        self.vgg = trunk(arch, weights, seed)
         self.weights_source = (f"random init (seed {seed}); no ImageNet weights" if weights is None
                                else f"ImageNet weights from {str(weights)!r}")
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """Mean absolute difference of the conv5_4 features of ``x`` and ``y`` (images in [0, 1])."""
-        fx, fy = (self.vgg.extract(t.contiguous(memory_format=torch.channels_last), ["conv5_4"])["conv5_4"] for t in (x, y))
-        return content_loss(fx, fy, "l1").mean()
+        """Mean ``criterion`` difference of the tapped features of ``x`` and ``y`` (images in [0, 1])."""
+        fx, fy = (self.vgg.extract(t.contiguous(memory_format=torch.channels_last), [self.tap])[self.tap] for t in (x, y))
+        return content_loss(fx, fy, self.criterion).mean()
+
+
+class AESOPLoss(nn.Module):
+    """AESOP (Lee et al., "Auto-Encoded Supervision for Perceptual Image Super-Resolution", CVPR 2025).
+
+    L1 between the frozen codec's reconstructions ``g_s(g_a(sr))`` and ``g_s(g_a(hr))``: a pixel loss that
+    ignores what the autoencoder cannot reproduce. The latent is not quantised (no rounding, no noise): the
+    continuous autoencoder, whose reconstruction keeps the image's structure. Images must have sides that
+    are multiples of 16 (the codec's stride), as the study's crops do.
+
+    Args:
+        backbone: codec backbone id.
+        weights: codec weights (``"default"``, a registry name or a file).
+
+    Example:
+        >>> loss = AESOPLoss()  # doctest: +SKIP
+        >>> loss(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape  # doctest: +SKIP
+        torch.Size([])
+    """
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str = "default") -> None:
+        super().__init__()
+        from codecloss import load_codec
+
+        codec = load_codec(backbone, weights)
+        self.g_a, self.g_s = codec.g_a.requires_grad_(False).eval(), codec.g_s.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "AESOPLoss":
+        """Keep the frozen codec in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        """L1 between the autoencoded ``sr`` and ``hr`` (N, 3, H, W) in [0, 1]; differentiable in ``sr``."""
+        with torch.no_grad():
+            target = self.g_s(self.g_a(hr))
+        return F.l1_loss(self.g_s(self.g_a(sr)), target)
+
+
+def parse_loss(name: str) -> tuple[str, str | None]:
+    """Split a fine-tuning loss name into its pixel term and its feature loss.
+
+    Args:
+        name: ``l1``, a feature-loss name (L1 pixel term), ``aesop`` or ``aesop+<feature loss>``.
+
+    Returns:
+        ``(pixel, feature)``: ``pixel`` is ``"l1"`` or ``"aesop"``; ``feature`` a key of :data:`LOSS_NAMES`
+        other than ``"l1"``, or ``None``.
+
+    Example:
+        >>> parse_loss("aesop+codec")
+        ('aesop', 'codec')
+    """
+    if name == AESOP:
+        return AESOP, None
+    pixel, feature = (AESOP, name[len(AESOP) + 1 :]) if name.startswith(AESOP + "+") else ("l1", name)
+    if feature in REFUSED_LOSSES:
+        raise ValueError(f"--losses: {name!r} is refused: {REFUSED_LOSSES[feature]}")
+    if feature not in LOSS_NAMES or (pixel == AESOP and feature == "l1"):
+        raise ValueError(f"--losses: unknown loss {name!r}; expected one of {list(LOSS_NAMES)}, "
+                         f"{AESOP!r} or '{AESOP}+<one of those>'")
+    return pixel, None if feature == "l1" else feature
 
 
 def build_feature_loss(
@@ -70,6 +160,7 @@ def build_feature_loss(
     vgg_weights: str | os.PathLike | None = None,
     codec_backbone: str = DEFAULT_BACKBONE,
     codec_weights: str = "default",
+    vgg16_weights: str | os.PathLike | None = None,
 ) -> tuple[nn.Module | None, dict[str, Any]]:
     """The frozen feature loss that ``name`` adds to L1, and a description of it.
 
@@ -77,29 +168,54 @@ def build_feature_loss(
         name: a key of :data:`LOSS_NAMES`.
         seed: seed of any random initialisation.
         vgg_weights: ImageNet VGG19 weights for ``"vgg19"`` (``None``: random init).
+        vgg16_weights: ImageNet VGG16 weights for the VGG16 losses and ``"lpips-vgg"`` (``None``: random init).
         codec_backbone: backbone of ``"codec"`` and ``"codec-random"``.
         codec_weights: weights of ``"codec"`` (``"default"``, a registry name or a file).
 
     Returns:
         ``(loss module or None for "l1", description dict)``.
     """
+    if name in REFUSED_LOSSES:
+        raise ValueError(f"--losses: {name!r} is refused: {REFUSED_LOSSES[name]}")
     if name not in LOSS_NAMES:
         raise ValueError(f"--losses: unknown loss {name!r}; expected some of {list(LOSS_NAMES)}")
     if name == "l1":
         return None, {"feature_loss": None}
-    if name == "vgg19":
-        vgg = VGG19FeatureL1(vgg_weights, seed)
-        return vgg, {"feature_loss": LOSS_NAMES[name], "network": "torchvision vgg19, ImageNet-normalised input",
-                     "layers": ["conv5_4 (before ReLU)"], "criterion": "l1", "weights": vgg.weights_source}
-    backbone = "bmshj2018-hyperprior-mse-q3" if name == "hyperprior-random" else codec_backbone
-    trained = name == "codec"
+    if name == "vgg19" or name in VGG16_LOSSES:
+        tap, criterion = ("conv5_4", "l1") if name == "vgg19" else VGG16_LOSSES[name]
+        arch = "vgg19" if name == "vgg19" else "vgg16"
+        vgg = VGGFeatureL1(arch, vgg_weights if name == "vgg19" else vgg16_weights, seed, tap, criterion)
+        layer = f"{tap} (before ReLU)" if tap.startswith("conv") else tap
+        return vgg, {"feature_loss": LOSS_NAMES[name], "network": f"torchvision {arch}, ImageNet-normalised input",
+                     "layers": [layer], "criterion": criterion, "weights": vgg.weights_source}
+    if name == "lpips-vgg":
+        from codecloss.reference import lpips, trunk
+
+        module = lpips("vgg", trunk("vgg16", vgg16_weights, seed))
+        return _MeanOf(module), {"feature_loss": LOSS_NAMES[name], "network": module.backbone_id,
+                                 "criterion": "lpips (v0.1 linear heads)", "weights": module.weights_source}
+    backbone = {"hyperprior-random": "bmshj2018-hyperprior-mse-q3", "codec-small": "codecloss-small-mse"}.get(name, codec_backbone)
+    trained = name in ("codec", "codec-l2n", "codec-small")
+    weights = "default" if name == "codec-small" else codec_weights
+    criterion = "normalized_l2" if name == "codec-l2n" else "l1"
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # weights=None warns; the description says so
-        module = CodecPerceptualLoss(backbone, layers=CODEC_LAYERS, weights=codec_weights if trained else None, content="l1")
-    source = f"{codec_weights} (trained weights)" if trained else f"random init (torch.manual_seed({seed}))"
+        module = CodecPerceptualLoss(backbone, layers=CODEC_LAYERS, weights=weights if trained else None, content=criterion)
+    source = f"{weights} (trained weights)" if trained else f"random init (torch.manual_seed({seed}))"
     return module, {"feature_loss": LOSS_NAMES[name], "network": backbone, "layers": dict(CODEC_LAYERS),
-                    "criterion": "l1", "weights": source}
+                    "criterion": criterion, "weights": source}
+
+
+class _MeanOf(nn.Module):
+    """A per-sample distance ``(N,)`` as a scalar loss (its batch mean)."""
+
+    def __init__(self, distance: nn.Module) -> None:
+        super().__init__()
+        self.distance = distance
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.distance(x, y).mean()
 
 
 def _hf_fraction(grad: Tensor, cutoff: float = 0.25) -> float:

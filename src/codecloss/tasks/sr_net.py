@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DEGRADATION", "CropSampler", "SRNet", "downscale", "load_training_images", "mod_crop", "upscale_bicubic"]
+__all__ = ["DEGRADATION", "CropSampler", "SRNet", "downscale", "load_training_folders", "load_training_images", "mod_crop",
+           "upscale_bicubic"]
 
 #: How low-resolution images are made, for training and evaluation alike.
 DEGRADATION = (
@@ -87,7 +88,7 @@ class SRNet(nn.Module):
             raise ValueError(f"scale: expected a power of 2 >= 2, got {scale!r}")
         if channels < 1 or blocks < 0:
             raise ValueError(f"channels, blocks: expected >= 1 and >= 0, got {channels!r}, {blocks!r}")
-        self.scale = scale
+        self.scale, self.channels, self.blocks = scale, channels, blocks
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(*[_ResBlock(channels) for _ in range(blocks)], nn.Conv2d(channels, channels, 3, padding=1))
         up: list[nn.Module] = []
@@ -107,6 +108,19 @@ class SRNet(nn.Module):
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def halo(self) -> int:
+        """LR pixels on each side beyond which an output pixel does not depend on the input.
+
+        The LR convolutions (head, two per block, body end, first upsampler) reach ``2 * blocks + 3`` px, the
+        finer ones less than one LR pixel together, the bicubic skip 2 px; one more for safety.
+        """
+        return 2 * self.blocks + 7
+
+    def config(self) -> dict[str, int]:
+        """The arguments that rebuild this network."""
+        return {"channels": self.channels, "blocks": self.blocks, "scale": self.scale}
 
 
 def load_training_images(folder: str | os.PathLike, min_side: int) -> list[Tensor]:
@@ -132,6 +146,13 @@ def load_training_images(folder: str | os.PathLike, min_side: int) -> list[Tenso
     if not images:
         raise ValueError(f"--train: no image of at least {min_side}x{min_side} px under {str(folder)!r}")
     return images
+
+
+def load_training_folders(folders: Sequence[str | os.PathLike], min_side: int) -> list[Tensor]:
+    """:func:`load_training_images` of every folder, in order (``--train DIR ...``)."""
+    if not folders:
+        raise ValueError("--train: expected at least one folder")
+    return [image for folder in folders for image in load_training_images(folder, min_side)]
 
 
 class CropSampler:

@@ -10,6 +10,9 @@ the base rate then ``decay_epochs`` of linear decay (LPIPS's schedule), weights 
 to >= 0 after every step. LPIPS also applies dropout before its lin layers; this recipe
 does not.
 
+Instead of BAPPS, ``triplets`` names a file of labelled triplets (:mod:`codecloss.train.triplets`: distorted
+natural crops with soft labels from LPIPS-VGG), so the heads distil LPIPS's calibration.
+
 The run writes ``OUT/checkpoint.pt`` (resumable), ``OUT/log.jsonl`` (one line per epoch),
 and at the end ``OUT/head.pt`` (a CPIPS head file, see :func:`codecloss.cpips.load_head`)
 with ``OUT/head.pt.sha256``.
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from codecloss import __version__
 from codecloss._io import append_jsonl, atomic_torch_save
@@ -39,6 +42,7 @@ from codecloss._progress import progress as progress_bar
 from codecloss.backbones import DEFAULT_BACKBONE
 from codecloss.cpips import CPIPS
 from codecloss.evaluate.bapps import BappsDataset, find_categories
+from codecloss.train.triplets import TripletDataset, read_triplets
 from codecloss.weights.integrity import sha256_file
 
 __all__ = ["HEAD_FILE", "HeadTrainConfig", "JudgeNet", "train_heads"]
@@ -48,7 +52,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 HEAD_FILE = "head.pt"
 LOG_FILE = "log.jsonl"
-_RESUME_KEYS = ("backbone", "weights", "layers", "hidden", "batch_size", "categories", "split", "limit", "seed")
+_RESUME_KEYS = ("backbone", "weights", "layers", "hidden", "batch_size", "categories", "split", "limit", "seed",
+                "triplets")
 
 
 @dataclass
@@ -56,7 +61,7 @@ class HeadTrainConfig:
     """Everything that defines a head-training run (stored in its checkpoint).
 
     Args:
-        bapps_root: BAPPS root holding ``2afc/<split>/<category>/``.
+        bapps_root: BAPPS root holding ``2afc/<split>/<category>/`` (``None`` when training on ``triplets``).
         out_dir: where checkpoint, log and head file go.
         backbone: backbone id.
         weights: backbone weights (``"default"``, registry name, checkpoint path, or ``None``).
@@ -74,9 +79,11 @@ class HeadTrainConfig:
         num_workers: image-decoding worker processes.
         device: training device.
         ckpt_every: write the checkpoint every this many steps (and at each epoch end).
+        triplets: instead of BAPPS, a labelled triplet file (distillation, see
+            :func:`codecloss.train.triplets.write_triplets`); exactly one of ``bapps_root``/``triplets``.
     """
 
-    bapps_root: str
+    bapps_root: str | None
     out_dir: str
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = "default"
@@ -94,8 +101,11 @@ class HeadTrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     ckpt_every: int = 500
+    triplets: str | None = None
 
     def __post_init__(self) -> None:
+        if (self.bapps_root is None) == (self.triplets is None):
+            raise ValueError(f"bapps_root, triplets: give exactly one, got {self.bapps_root!r}, {self.triplets!r}")
         for name in ("epochs", "batch_size", "hidden", "ckpt_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
@@ -141,7 +151,11 @@ class JudgeNet(nn.Module):
         return self.net(features).squeeze(1)
 
 
-def _dataset(config: HeadTrainConfig) -> ConcatDataset:
+def _dataset(config: HeadTrainConfig) -> Dataset:
+    if config.triplets is not None:
+        dataset = TripletDataset(read_triplets(config.triplets))
+        logger.info("training on %d distilled triplets from %s", len(dataset), config.triplets)
+        return dataset
     categories = find_categories(config.bapps_root, "2afc", config.split, config.categories)
     parts = [BappsDataset(Path(config.bapps_root) / "2afc" / config.split / c, "2afc", config.limit) for c in categories]
     logger.info("training on %s: %s triplets", categories, [len(p) for p in parts])
@@ -155,7 +169,7 @@ def _check_resume(saved: dict[str, Any], config: HeadTrainConfig) -> None:
 
 
 def train_heads(config: HeadTrainConfig, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
-    """Train CPIPS heads on BAPPS 2AFC and write the head file.
+    """Train CPIPS heads on BAPPS 2AFC (or on distillation triplets) and write the head file.
 
     Args:
         config: the run's settings.
@@ -240,7 +254,7 @@ def _write_head(model: CPIPS, config: HeadTrainConfig, history: list[dict[str, A
     head["meta"] = {
         "recipe": "LPIPS lin (BCE ranking, Adam, linear decay, clamp >= 0)",
         "backbone_weights": "none" if config.weights is None else str(config.weights),
-        "bapps_split": config.split,
+        "data": f"distilled triplets {config.triplets}" if config.triplets else f"BAPPS 2afc/{config.split}",
         "categories": config.categories or "all",
         "epochs": config.total_epochs,
         "final_loss": history[-1]["loss"] if history else None,

@@ -156,7 +156,12 @@ def _download(spec: WeightSpec, dest: Path, urls: list[str], progress: bool | No
             logger.warning("%s; retry %d/%d in %.2g s", error, attempt + 1, retries, delay)
             time.sleep(delay)
         errors.append(error + ("" if retry else " (not retried)"))
-    raise DownloadError(f"weights {spec.name!r}: could not download {spec.filename!r}: {' | '.join(errors)}")
+    raise DownloadError(
+        f"weights {spec.name!r}: could not download {spec.filename!r}: {' | '.join(errors)}. Without this server: "
+        f"CODECLOSS_MIRROR=<http(s):// or file:// folder holding {spec.filename}> downloads from a copy, "
+        f"`codecloss weights import {spec.name} FILE` imports a file fetched elsewhere, and CODECLOSS_OFFLINE=1 "
+        "uses only the cache (no network attempts)"
+    )
 
 
 def _problems(path: Path, spec: WeightSpec) -> list[str] | None:

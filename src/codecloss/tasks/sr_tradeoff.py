@@ -1,0 +1,128 @@
+"""Reading a fine-tuning sweep (:func:`~codecloss.tasks.sr_finetune.run_finetune`): matched operating points and
+the perception-distortion plot (Blau & Michaeli, "The Perception-Distortion Tradeoff", CVPR 2018).
+
+Losses are compared at a matched distortion: for each loss, the weight whose BSD100 PSNR-Y is closest to the
+continued-L1 control's minus ``drop_db`` (0.5 dB), among the weights no more than ``tolerance_db`` below that
+target. The sweep's weights are picked as they are, not interpolated.
+
+Example:
+    >>> matched = matched_operating_points(json.load(open("runs/sr/sweep.json")))  # doctest: +SKIP
+    >>> plot_perception_distortion(result, "docs/images/sr_pd.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["matched_operating_points", "plot_perception_distortion"]
+
+
+def _loss_runs(result: dict[str, Any]) -> dict[str, list[str]]:
+    """Loss name -> its run labels, in ratio order (the ``l1`` control left out)."""
+    runs: dict[str, list[str]] = {}
+    for label, info in result["runs"].items():
+        if info["loss"] != "l1":
+            runs.setdefault(info["loss"], []).append(label)
+    return {k: sorted(v, key=lambda lab: result["runs"][lab]["weight_ratio"] or 0.0) for k, v in runs.items()}
+
+
+def matched_operating_points(result: dict[str, Any], dataset: str = "bsd100", drop_db: float = 0.5,
+                             tolerance_db: float = 0.1) -> dict[str, Any]:
+    """Each loss's run at the matched distortion (continued L1's PSNR-Y on ``dataset`` minus ``drop_db``).
+
+    Args:
+        result: a sweep result with ``runs`` and ``eval``.
+        dataset: the eval set that fixes the operating point.
+        drop_db: how far below the ``l1`` control's PSNR-Y the target lies.
+        tolerance_db: how far below the target a run may be and still be picked.
+
+    Returns:
+        ``{"rule", "dataset", "target_psnr_y", "losses"}``; ``losses[name]`` is ``{"label", "weight_ratio",
+        "psnr_y", "scores"}`` (``scores``: the run's mean scores on every eval set), or ``{"label": None,
+        "reason"}``; a ``"skipped"`` reason instead when ``dataset`` or the ``l1`` run is missing.
+    """
+    rule = (f"per loss, the weight whose {dataset} PSNR-Y is closest to (continued L1 - {drop_db} dB) among those "
+            f"at most {tolerance_db} dB below it; picked, not interpolated")
+    scores = result["eval"].get(dataset, {})
+    reference = scores.get("l1", {}).get("psnr_y")
+    if reference is None:
+        return {"rule": rule, "dataset": dataset, "skipped": f"no l1 run scored on {dataset!r}"}
+    target = reference - drop_db
+    losses: dict[str, Any] = {}
+    for loss, labels in _loss_runs(result).items():
+        eligible = [lab for lab in labels if scores.get(lab, {}).get("psnr_y") is not None
+                    and scores[lab]["psnr_y"] >= target - tolerance_db]
+        if not eligible:
+            losses[loss] = {"label": None, "reason": f"every weight is more than {tolerance_db} dB below the target "
+                                                     "or unscored"}
+            continue
+        best = min(eligible, key=lambda lab: abs(scores[lab]["psnr_y"] - target))
+        losses[loss] = {"label": best, "weight_ratio": result["runs"][best]["weight_ratio"],
+                        "psnr_y": scores[best]["psnr_y"],
+                        "scores": {d: {k: v for k, v in methods[best].items() if k != "per_image"}
+                                   for d, methods in result["eval"].items() if best in methods}}
+    return {"rule": rule, "dataset": dataset, "target_psnr_y": target, "losses": losses}
+
+
+def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[str], perception: str = "lpips_alex",
+                               distortion: str = "psnr_y") -> Path:
+    """PSNR-Y (x) against LPIPS-Alex (y), one curve per loss through its weights, one panel per eval set.
+
+    The ``l1`` control, the pretrained network and bicubic are single markers; matched operating points
+    (``result["matched"]``) are circled.
+
+    Args:
+        result: a sweep result.
+        path: the image file to write (PNG, PDF, ...).
+        perception: the y-axis metric (lower is better).
+        distortion: the x-axis metric (higher is better).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: no ``perception`` score in ``result`` (e.g. the judge was skipped).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(result["eval"])
+    if not any(m.get(perception) is not None for d in datasets for m in result["eval"][d].values()):
+        reason = result.get("judges_skipped", {}).get(perception, "no such score")
+        raise ValueError(f"result: no {perception!r} scores to plot ({reason})")
+    matched = {v["label"] for v in result.get("matched", {}).get("losses", {}).values() if v.get("label")}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        scores = result["eval"][dataset]
+
+        def point(label: str) -> tuple[float, float] | None:
+            values = scores.get(label, {})
+            x, y = values.get(distortion), values.get(perception)
+            return None if x is None or y is None else (x, y)
+
+        for label, style in (("l1", "k*"), ("pretrained", "kx"), ("bicubic", "ko")):
+            if (xy := point(label)) is not None:
+                ax.plot(*xy, style, label=label, markersize=9 if label == "l1" else 6)
+        for loss, labels in _loss_runs(result).items():
+            points = [(lab, xy) for lab in labels if (xy := point(lab)) is not None]
+            if not points:
+                continue
+            (line,) = ax.plot([xy[0] for _, xy in points], [xy[1] for _, xy in points], ".-", label=loss)
+            for lab, xy in points:
+                if lab in matched:
+                    ax.plot(*xy, "o", markersize=12, markerfacecolor="none", color=line.get_color())
+        ax.set_title(dataset)
+        ax.set_xlabel(f"{distortion} (higher is better)")
+        ax.set_ylabel(f"{perception} (lower is better)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
