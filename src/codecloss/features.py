@@ -27,7 +27,7 @@ from codecloss.receptive_field import ReceptiveField, receptive_field
 from codecloss.stem import FrozenStemConv2d
 from codecloss.tiling import TilePlan
 
-__all__ = ["TapInfo", "FrozenGDN", "FeatureExtractor", "freeze_analysis_transform"]
+__all__ = ["TapInfo", "TappedNetwork", "FrozenGDN", "FeatureExtractor", "freeze_analysis_transform"]
 
 _PROBE_SIZE = 64
 
@@ -117,7 +117,36 @@ def _as_stages(g_a: nn.Module) -> nn.Sequential:
     return g_a if isinstance(g_a, nn.Sequential) else nn.Sequential(g_a)
 
 
-class FeatureExtractor(nn.Module):
+class TappedNetwork(nn.Module):
+    """Base of frozen networks with named taps (codec ``g_a`` stages, :mod:`codecloss.reference` trunks).
+
+    A subclass sets ``backbone_id`` and ``taps`` (:class:`TapInfo` in forward order) in ``__init__``; this class
+    looks taps up by name and keeps the network in eval mode whatever ``train()`` is asked.
+    """
+
+    backbone_id: str
+    taps: tuple[TapInfo, ...]
+
+    @property
+    def tap_names(self) -> list[str]:
+        """All tap names in forward order."""
+        return [tap.name for tap in self.taps]
+
+    def tap(self, name: str) -> TapInfo:
+        """Metadata of one tap; raises ``ValueError`` listing valid names if unknown."""
+        for tap in self.taps:
+            if tap.name == name:
+                return tap
+        raise ValueError(
+            f"layers: unknown tap {name!r} for backbone {self.backbone_id!r}; expected one of {self.tap_names}"
+        )
+
+    def train(self, mode: bool = True) -> "TappedNetwork":
+        """Keep the frozen network in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+
+class FeatureExtractor(TappedNetwork):
     """Frozen analysis transform with named taps; stops after the deepest tap requested.
 
     The backbone never requires gradients and stays in eval mode even after
@@ -150,7 +179,6 @@ class FeatureExtractor(nn.Module):
             if isinstance(stages[index], FrozenGDN) and isinstance(stages[index - 1], nn.Conv2d)
         )
         self.taps: tuple[TapInfo, ...] = self._probe(tap_names(stages))
-        self._by_name = {tap.name: tap for tap in self.taps}
         self._fields = _cumulative_fields(stages)
 
     def _probe(self, names: list[str]) -> tuple[TapInfo, ...]:
@@ -166,25 +194,10 @@ class FeatureExtractor(nn.Module):
         return tuple(taps)
 
     @property
-    def tap_names(self) -> list[str]:
-        """All tap names in forward order."""
-        return [tap.name for tap in self.taps]
-
-    @property
     def default_layers(self) -> list[str]:
         """Taps used when none are chosen: each nonlinearity's output (``gdn*``, ``rb*``) and ``y``."""
         chosen = [name for name in self.tap_names[:-1] if name.startswith(("gdn", "rb")) and not name.startswith("rbs")]
         return chosen + ["y"] if chosen else self.tap_names
-
-    def tap(self, name: str) -> TapInfo:
-        """Metadata of one tap; raises ``ValueError`` listing valid names if unknown."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise ValueError(
-                f"layers: unknown tap {name!r} for backbone {self.backbone_id!r}; "
-                f"expected one of {self.tap_names}"
-            ) from None
 
     def receptive_field(self, name: str) -> tuple[ReceptiveField, ReceptiveField] | None:
         """(height, width) receptive fields of a tap in input pixels, ``None`` if a stage up to it is of
@@ -208,10 +221,6 @@ class FeatureExtractor(nn.Module):
                 )
             fields[name] = field
         return TilePlan(fields, tile)
-
-    def train(self, mode: bool = True) -> "FeatureExtractor":
-        """Keep the frozen backbone in eval mode whatever ``mode`` is."""
-        return super().train(False)
 
     def forward(self, x: Tensor, layers: Sequence[str]) -> "OrderedDict[str, Tensor]":
         """Run ``g_a`` up to the deepest tap in ``layers``.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["Row", "Table", "plot_tables"]
+__all__ = ["Row", "Table", "plot_tables", "save_figure"]
 
 
 @dataclass
@@ -106,6 +106,13 @@ def plot_tables(tables: Sequence[Table], path: str | os.PathLike, columns: Itera
         ax.set_title(table.title)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize="small", ncol=2)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out a matplotlib figure, write it to ``path`` (its folder created) at 120 dpi and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from codecloss._validate import check_choice, to_unit_range
-from codecloss.features import TapInfo
+from codecloss.features import TapInfo, TappedNetwork
 
 __all__ = ["TRUNK_NAMES", "TRUNKS_ENV", "Trunk", "WeightsArg", "as_trunk", "trunk", "trunk_file"]
 
@@ -94,7 +94,7 @@ def _tap_infos(name: str, features: nn.Sequential) -> tuple[TapInfo, ...]:
     return tuple(taps)
 
 
-class Trunk(nn.Module):
+class Trunk(TappedNetwork):
     """A frozen torchvision trunk with named taps; build one with :func:`trunk`.
 
     Inputs are RGB, mapped to [0, 1] and ImageNet-normalised inside. ReLUs never run in place, so a
@@ -115,27 +115,8 @@ class Trunk(nn.Module):
                 module.inplace = False
         self.features = features.eval().requires_grad_(False)
         self.taps = _tap_infos(name, features)
-        self._by_name = {tap.name: tap for tap in self.taps}
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    @property
-    def tap_names(self) -> list[str]:
-        """All tap names in forward order."""
-        return [tap.name for tap in self.taps]
-
-    def tap(self, name: str) -> TapInfo:
-        """Metadata of one tap; raises ``ValueError`` listing the valid names if unknown."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise ValueError(
-                f"layers: unknown tap {name!r} for backbone {self.backbone_id!r}; expected one of {self.tap_names}"
-            ) from None
-
-    def train(self, mode: bool = True) -> "Trunk":
-        """Keep the frozen trunk in eval mode whatever ``mode`` is."""
-        return super().train(False)
 
     def forward(self, x: Tensor, layers: Sequence[str]) -> "OrderedDict[str, Tensor]":
         """Run the trunk up to the deepest tap in ``layers``.

@@ -11,8 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from codecloss._lazy import lazy_exports
 
 #: Public name -> submodule of :mod:`codecloss.tasks` that defines it.
 _EXPORTS = {
@@ -20,19 +19,10 @@ _EXPORTS = {
     "run_stylize": "gatys",
     "StylizeResult": "gatys",
     "judge_style": "judges",
+    "load_stylizer": "stylizer_net",
     "load_upscaler": "sr_upscaler",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'codecloss.tasks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -90,6 +90,8 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from codecloss.evaluate.report import save_figure
+
     datasets = list(result["eval"])
     if not any(m.get(perception) is not None for d in datasets for m in result["eval"][d].values()):
         reason = result.get("judges_skipped", {}).get(perception, "no such score")
@@ -120,9 +122,4 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
         ax.set_ylabel(f"{perception} (lower is better)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
