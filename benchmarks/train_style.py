@@ -5,7 +5,7 @@ Each (style, loss) cell trains with :func:`codecloss.tasks.train_style.train_sty
 ``../shared/data/style/content`` at ``--judge-size`` and scores them with :func:`codecloss.tasks.judges.judge_style`
 (judges that share nothing with the codec losses; DISTS shares the VGG16 trunk with the ``vgg16`` row).
 
-Losses: ``codec`` (the embedded default), ``codec-small`` (``codecloss-small-mse``), ``codec-random`` (the default's
+Rows: ``content`` (the photo itself, untrained: the floor control), ``codec`` (the embedded default), ``codec-small`` (``codecloss-small-mse``), ``codec-random`` (the default's
 architecture at random init, the control) and ``vgg16`` (the ImageNet trunk; ``--trunks DIR`` or ``$CODECLOSS_TRUNKS``).
 
 Usage::
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run folder (one sub-folder per cell)")
     parser.add_argument("--styles", nargs="+", default=["starry_night", "udnie", "the_scream"])
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    parser.add_argument("--losses", nargs="+", choices=["content", *LOSSES], default=["content", *LOSSES])
     parser.add_argument("--steps", type=int, help="training steps (default: train-style's default)")
     parser.add_argument("--judge-size", type=int, default=256, help="shorter side of the judged outputs")
     parser.add_argument("--json", type=Path, help="write the cells and the per-loss summary here")
@@ -68,18 +68,10 @@ def main() -> None:
         style_path = ROOT / STYLE_DIR / f"{style}.jpg"
         style_image = read_image(style_path)[None]
         for loss in args.losses:
-            settings = {"style": str(style_path), "out_dir": str(args.out / f"{style}-{loss}"),
-                        "data_dirs": [str(ROOT / d) for d in NATURAL_TRAIN_DIRS],
-                        **LOSSES[loss]}
-            if args.steps:
-                settings["steps"] = args.steps
-            summary = train_stylizer(StyleTrainConfig(**settings), resume=True, progress=None)
-            runs[f"{style}-{loss}"] = {k: summary[k] for k in ("steps", "train_seconds", "seconds_per_step", "peak_memory_mib")}
-            model = load_stylizer(summary["model"])
-            runs[f"{style}-{loss}"]["inference_seconds"] = {side: _time_forward(model, side) for side in args.time_sizes}
-            if args.models:
-                args.models.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(summary["model"], args.models / f"{style}-{loss}.pth")
+            if loss == "content":
+                model: torch.nn.Module = torch.nn.Identity()
+            else:
+                model = _trained(args, style, style_path, loss, runs)
             for name, content in contents.items():
                 content = resize_shorter(content, args.judge_size)
                 with torch.inference_mode():
@@ -94,6 +86,23 @@ def main() -> None:
     if args.montage:
         style_row = [torch.ones(3, 8, 8)] + [read_image(ROOT / STYLE_DIR / f"{s}.jpg") for s in args.styles for _ in args.losses]
         save_montage([style_row, *rows.values()], args.montage)
+
+
+def _trained(args: argparse.Namespace, style: str, style_path: Path, loss: str, runs: dict) -> torch.nn.Module:
+    """Train (or resume) one cell, record its cost in ``runs``, copy its model, and load it."""
+    settings = {"style": str(style_path), "out_dir": str(args.out / f"{style}-{loss}"),
+                "data_dirs": [str(ROOT / d) for d in NATURAL_TRAIN_DIRS],
+                **LOSSES[loss]}
+    if args.steps:
+        settings["steps"] = args.steps
+    summary = train_stylizer(StyleTrainConfig(**settings), resume=True, progress=None)
+    runs[f"{style}-{loss}"] = {k: summary[k] for k in ("steps", "train_seconds", "seconds_per_step", "peak_memory_mib")}
+    model = load_stylizer(summary["model"])
+    runs[f"{style}-{loss}"]["inference_seconds"] = {side: _time_forward(model, side) for side in args.time_sizes}
+    if args.models:
+        args.models.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary["model"], args.models / f"{style}-{loss}.pth")
+    return model
 
 
 def _time_forward(model: torch.nn.Module, side: int, reps: int = 3) -> float:

@@ -90,7 +90,7 @@ class StyleTrainConfig:
     tv_weight: float = 0.0
     size: int = 128
     batch: int = 4
-    steps: int = 4000
+    steps: int = 3500
     lr: float = 2e-3
     width: int = 16
     blocks: int = 3
@@ -193,17 +193,18 @@ def train_stylizer(config: StyleTrainConfig, resume: bool = False, progress: boo
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     step, seconds = 0, 0.0
+    peak_mib: float | None = None
+    measure_peak = True
     if resume and checkpoint.exists():
         state = _resume_state(config, checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        step, seconds = state["step"], state["seconds"]
+        step, seconds, peak_mib = state["step"], state["seconds"], state.get("peak_memory_mib")
+        measure_peak = peak_mib is None
         logger.info("train-style: resumed %s at step %d", out, step)
     out.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.asdict(config)
-    peak_mib: float | None = None
-    measure_peak = True
     terms: dict[str, float] = {}
     bar = progress_bar(total=config.steps, initial=step, enabled=progress, desc="train-style", unit="step")
     while step < config.steps:
@@ -230,7 +231,8 @@ def train_stylizer(config: StyleTrainConfig, resume: bool = False, progress: boo
             terms = {name: float(value.detach()) for name, value in result.items()}
             append_jsonl(out / LOG_NAME, {"step": step, "seconds": round(seconds, 3), **terms})
             atomic_torch_save({"config": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "generator": generator.get_state(), "step": step, "seconds": seconds}, checkpoint)
+                               "generator": generator.get_state(), "step": step, "seconds": seconds,
+                               "peak_memory_mib": peak_mib}, checkpoint)
     bar.close()
     meta = {"style": Path(config.style).name, "loss": config.loss, "backbone": config.backbone,
             "steps": step, "size": config.size}
