@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from codecloss.commands.metric import parse_weights
-
-if TYPE_CHECKING:
-    import torch
 
 #: Options that only make sense with a content image.
 _CONTENT_ONLY = ("content_layers", "content_weight")
@@ -35,29 +30,6 @@ def parse_tap(text: str) -> tuple[str, float]:
         return name, float(weight) if weight else 1.0
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected TAP=WEIGHT with a number, got {text!r}") from None
-
-
-def _check_output(output: Path) -> Path:
-    """Fail before the optimisation, not after it, on an output that cannot be written."""
-    from PIL import Image
-
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output: no such folder {str(output.parent)!r}")
-    if output.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(f"output: unknown image type {output.suffix!r} in {str(output)!r}; use e.g. .png or .jpg")
-    return output
-
-
-def _save_atomically(image: "torch.Tensor", output: Path) -> None:
-    """Write into a temporary file beside ``output``, then rename: never a half-written image."""
-    from torchvision.utils import save_image
-
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
-    try:
-        save_image(image, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 HELP = "style transfer (Gatys) or texture synthesis with a codec loss"
@@ -109,11 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stylise, write the output image, report."""
+    from codecloss._io import atomic_save_image, check_image_output
     from codecloss._validate import check_device
     from codecloss.tasks.gatys import run_stylize
 
     check_device(args.device, "--device")
-    output = _check_output(Path(args.output))
+    output = check_image_output(Path(args.output))
     if args.model is not None:
         return _run_model(args, output)
     if args.style is None:
@@ -131,10 +104,10 @@ def run(args: argparse.Namespace) -> int:
         if given or options.get("init") == "content":
             raise ValueError(f"content: {', '.join(given) or '--init content'} needs a content image, got 'none'")
     result = run_stylize(
-        content, args.style, size=256 if args.size is None else args.size, backbone=args.backbone, weights=args.weights, seed=args.seed,
-        device=args.device, progress=args.progress, **options,
+        content, args.style, size=256 if args.size is None else args.size, backbone=args.backbone,
+        weights=args.weights, seed=args.seed, device=args.device, progress=args.progress, **options,
     )
-    _save_atomically(result.image, output)
+    atomic_save_image(result.image, output)
     report = {"content": args.content, "style": args.style, "output": args.output, "settings": result.settings,
               "terms": result.terms, "seconds": round(result.seconds, 3)}
     if args.judge:
@@ -158,6 +131,7 @@ def _run_model(args: argparse.Namespace, output: Path) -> int:
 
     import torch
 
+    from codecloss._io import atomic_save_image
     from codecloss.tasks.gatys import read_single_image, resize_shorter
     from codecloss.tasks.stylizer_net import load_stylizer
 
@@ -175,7 +149,7 @@ def _run_model(args: argparse.Namespace, output: Path) -> int:
     with torch.inference_mode():
         result = model(image.to(args.device)).cpu()
     seconds = time.perf_counter() - start
-    _save_atomically(result, output)
+    atomic_save_image(result, output)
     report = {"content": args.content, "model": args.model, "output": args.output, "meta": model.meta,
               "size": list(result.shape[-2:]), "seconds": round(seconds, 4)}
     print(json.dumps(report, indent=2) if args.json else f"{args.output}\t{seconds:.3f} s")

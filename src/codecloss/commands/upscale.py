@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Upscale ``args.input`` into ``args.output``."""
     from codecloss._validate import check_device
-    from codecloss.commands.stylize import _check_output, _save_atomically
+    from codecloss._io import atomic_save_image, check_image_output
     from codecloss.evaluate.images import read_image
     from codecloss.tasks import load_upscaler
     from codecloss.tasks.sr_upscaler import upscale_image
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if not source.is_file():
         raise FileNotFoundError(f"input: no such file {str(source)!r}")
-    output = _check_output(Path(args.output))
+    output = check_image_output(Path(args.output))
     net = load_upscaler(args.model, device, argument="--model")
     try:
         image = read_image(source)
@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"input: expected an image of at least {_MIN_SIDE}x{_MIN_SIDE} px, got "
                          f"{image.shape[-1]}x{image.shape[-2]} in {str(source)!r}")
     sr = upscale_image(net, image.unsqueeze(0).to(device), args.tile or None)
-    _save_atomically(sr.cpu(), output)
+    atomic_save_image(sr.cpu(), output)
     return 0
