@@ -120,8 +120,9 @@ def _as_stages(g_a: nn.Module) -> nn.Sequential:
 class TappedNetwork(nn.Module):
     """Base of frozen networks with named taps (codec ``g_a`` stages, :mod:`codecloss.reference` trunks).
 
-    A subclass sets ``backbone_id`` and ``taps`` (:class:`TapInfo` in forward order) in ``__init__``; this class
-    looks taps up by name and keeps the network in eval mode whatever ``train()`` is asked.
+    A subclass sets ``backbone_id`` and ``taps`` (:class:`TapInfo` in forward order) in ``__init__`` and defines
+    ``forward(x01, layers)``; this class looks taps up by name, maps inputs to [0, 1] in :meth:`extract`, and keeps
+    the network in eval mode whatever ``train()`` is asked.
     """
 
     backbone_id: str
@@ -144,6 +145,13 @@ class TappedNetwork(nn.Module):
     def train(self, mode: bool = True) -> "TappedNetwork":
         """Keep the frozen network in eval mode whatever ``mode`` is."""
         return super().train(False)
+
+    def extract(
+        self, images: Tensor, layers: Sequence[str], input_range: tuple[float, float] = (0.0, 1.0)
+    ) -> "OrderedDict[str, Tensor]":
+        """``forward(x, layers)`` on validated images in ``input_range``, mapped to [0, 1] and the weights' dtype."""
+        dtype = next(self.parameters()).dtype
+        return self(to_unit_range(images, input_range).to(dtype), layers)
 
 
 class FeatureExtractor(TappedNetwork):
@@ -244,13 +252,6 @@ class FeatureExtractor(TappedNetwork):
             if index in wanted:
                 out[wanted[index]] = x
         return out
-
-    def extract(
-        self, images: Tensor, layers: Sequence[str], input_range: tuple[float, float] = (0.0, 1.0)
-    ) -> "OrderedDict[str, Tensor]":
-        """:meth:`forward` on validated images in ``input_range``, mapped to [0, 1] and the weights' dtype."""
-        dtype = next(self.parameters()).dtype
-        return self(to_unit_range(images, input_range).to(dtype), layers)
 
     def _memory_format(self, x: Tensor) -> torch.memory_format:
         """The memory format to run ``x`` in (see ``channels_last``)."""

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from codecloss._validate import check_choice, to_unit_range
+from codecloss._validate import check_choice
 from codecloss.features import TapInfo, TappedNetwork
 
 __all__ = ["TRUNK_NAMES", "TRUNKS_ENV", "Trunk", "WeightsArg", "as_trunk", "trunk", "trunk_file"]
@@ -136,13 +136,6 @@ class Trunk(TappedNetwork):
             if index in wanted:
                 out[wanted[index]] = x
         return out
-
-    def extract(
-        self, images: Tensor, layers: Sequence[str], input_range: tuple[float, float] = (0.0, 1.0)
-    ) -> "OrderedDict[str, Tensor]":
-        """:meth:`forward` on images in ``input_range``, mapped to [0, 1] and the weights' dtype."""
-        dtype = self.features[0].weight.dtype
-        return self(to_unit_range(images, input_range).to(dtype), layers)
 
     def extra_repr(self) -> str:
         return f"backbone_id={self.backbone_id!r}, weights={self.weights_source!r}"
