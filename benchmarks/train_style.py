@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from codecloss._dtype import TASK_DTYPES
 from codecloss._data_paths import CONTENT_DIR, NATURAL_TRAIN_DIRS, STYLE_DIR
 from codecloss.evaluate.images import list_images, read_image, save_montage
 from codecloss.tasks.gatys import resize_shorter
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--styles", nargs="+", default=["starry_night", "udnie", "the_scream"])
     parser.add_argument("--losses", nargs="+", choices=["content", *LOSSES], default=["content", *LOSSES])
     parser.add_argument("--steps", type=int, help="training steps (default: train-style's default)")
+    parser.add_argument("--dtype", choices=TASK_DTYPES, default="float32", help="loss networks' compute dtype")
     parser.add_argument("--judge-size", type=int, default=256, help="shorter side of the judged outputs")
     parser.add_argument("--json", type=Path, help="write the cells and the per-loss summary here")
     parser.add_argument("--montage", type=Path, help="contents x (style, loss) picture")
@@ -80,9 +82,10 @@ def main() -> None:
                 rows[name].append(result[0])
                 logger.info("%s", cells[-1])
     summary = _summary(cells)
+    by_style = {style: _summary([c for c in cells if c["style"] == style]) for style in dict.fromkeys(c["style"] for c in cells)}
     print(json.dumps({"summary": summary, "runs": runs}, indent=2))
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "runs": runs, "cells": cells}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"summary": summary, "by_style": by_style, "runs": runs, "cells": cells}, indent=1) + "\n")
     if args.montage:
         style_row = [torch.ones(3, 8, 8)] + [read_image(ROOT / STYLE_DIR / f"{s}.jpg") for s in args.styles for _ in args.losses]
         save_montage([style_row, *rows.values()], args.montage)
@@ -92,7 +95,7 @@ def _trained(args: argparse.Namespace, style: str, style_path: Path, loss: str, 
     """Train (or resume) one cell, record its cost in ``runs``, copy its model, and load it."""
     settings = {"style": str(style_path), "out_dir": str(args.out / f"{style}-{loss}"),
                 "data_dirs": [str(ROOT / d) for d in NATURAL_TRAIN_DIRS],
-                **LOSSES[loss]}
+                "dtype": args.dtype, **LOSSES[loss]}
     if args.steps:
         settings["steps"] = args.steps
     summary = train_stylizer(StyleTrainConfig(**settings), resume=True, progress=None)

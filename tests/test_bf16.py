@@ -129,23 +129,27 @@ def test_features_are_bf16_and_gram_and_reductions_float32(loss32: CodecPerceptu
         assert gram_matrix(f).dtype == torch.float32
         for kind in ("l2", "l1", "normalized_l2"):
             assert content_loss(f, f.flip(-1), kind).dtype == torch.float32
-    # the l2 sum is accumulated in float32: a bfloat16 running sum of these 4096 terms would be off by > 1e-3
+    # squares are rounded to bf16 (unbiased, 2^-9 each) but summed in float32: measured 1.7e-4 off; a bfloat16
+    # running sum of these terms is 74 % off
     expected = (f.float() - f.flip(-1).float()).pow(2).mean(dim=(1, 2, 3))
-    torch.testing.assert_close(content_loss(f, f.flip(-1)), expected, rtol=1e-5, atol=0)
+    torch.testing.assert_close(content_loss(f, f.flip(-1)), expected, rtol=1e-3, atol=0)
 
 
-def test_gdn_keeps_bf16_and_its_norm_in_float32(loss32: CodecPerceptualLoss) -> None:
+def test_gdn_stays_bf16_within_a_few_ulps_of_float32(loss32: CodecPerceptualLoss) -> None:
     gdn = loss32.extractor.stages[1]
     x = torch.rand(2, gdn.beta.numel(), 8, 8, dtype=torch.bfloat16, requires_grad=True)
     out = gdn(x)
     assert out.dtype == torch.bfloat16
-    assert out.grad_fn.saved_tensors[1].dtype == torch.float32  # r = rsqrt(beta + gamma x^2), an island
-    (grad,) = torch.autograd.grad(out.float().square().sum(), x)
+    assert out.grad_fn.saved_tensors[1].dtype == torch.bfloat16  # r = rsqrt(beta + gamma x^2), no float32 copy
     x32 = x.detach().float().requires_grad_(True)
-    (grad32,) = torch.autograd.grad(gdn(x32).square().sum(), x32)
+    out32 = gdn(x32)
+    # the norm is a sum of positive terms (no cancellation): the output is a few bf16 roundings off
+    ulp = 2.0 ** -8
+    assert ((out.float() - out32.detach()).abs() / out32.detach().abs().clamp_min(1e-6)).max() <= 4 * ulp
+    (grad,) = torch.autograd.grad(out.float().square().sum(), x)
+    (grad32,) = torch.autograd.grad(out32.square().sum(), x32)
     assert grad.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), gdn(x32).detach(), rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(grad.float(), grad32, rtol=3e-2, atol=3e-2)
+    assert _cosine(grad.float(), grad32) >= 0.999
 
 
 @pytest.mark.parametrize("dtype", [torch.int8, torch.float64, "bfloat16", 16])

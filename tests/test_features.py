@@ -221,8 +221,8 @@ def test_frozen_gdn_keeps_bfloat16_under_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = gdn(x)
     assert out.dtype == torch.bfloat16
-    expected = gdn(x.float())  # the same bf16 values in float32: only the output's rounding differs
-    torch.testing.assert_close(out.float(), expected, atol=0, rtol=2**-8)
+    expected = gdn(x.float())  # the same bf16 values in float32: the norm, rsqrt and output are each rounded once
+    torch.testing.assert_close(out.float(), expected, atol=0, rtol=4 * 2**-8)
 
 
 def test_unknown_tap_lists_valid_names() -> None:

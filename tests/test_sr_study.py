@@ -182,9 +182,17 @@ MODE_TINY = ["--batch", "2", "--patch", "64"]
 
 @pytest.fixture(scope="module")
 def pretrained(data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-step pretraining run (8 channels, 1 block) on the tiny folder, validated on a folder named bsds500/val."""
+    """A 2-step pretraining run (8 channels, 1 block) on the tiny folder, validated on a folder named bsds500/val.
+
+    One thread, as the resume test's runs: other thread counts may split convolution reductions differently.
+    """
     out = tmp_path_factory.mktemp("pretrain")
-    assert main(_pretrain_args(data, out, 2)) == 0
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_pretrain_args(data, out, 2)) == 0
+    finally:
+        torch.set_num_threads(previous)
     return out / "pretrain.pth"
 
 
@@ -390,7 +398,29 @@ def test_device_and_mode_options_are_checked(data: dict, pretrained: Path, tmp_p
     for args, argument in ((_finetune_args(data, pretrained, tmp_path / "a", ["l1"], ["1"]) + ["--device", "nope"], "--device"),
                            (_pretrain_args(data, tmp_path / "b", 1) + ["--device", "nope"], "--device"),
                            (_args(data, tmp_path / "c", ["l1"], 1) + ["--device", "cpu"], "--device"),
-                           (_pretrain_args(data, tmp_path / "d", 1) + ["--losses", "codec"], "--losses")):
+                           (_pretrain_args(data, tmp_path / "d", 1) + ["--losses", "codec"], "--losses"),
+                           (_pretrain_args(data, tmp_path / "e", 1) + ["--dtype", "bfloat16"], "--dtype")):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and argument in err, err
+
+
+def test_bfloat16_feature_loss_matches_float32(data: dict, one_thread: None) -> None:
+    """``--dtype bfloat16`` runs only the feature loss in bfloat16: loss value and SR-output gradient stay close."""
+    from codecloss.tasks.sr import _Trainee
+    from codecloss.tasks.sr_losses import build_feature_loss
+
+    feature_loss, info = build_feature_loss("codec", 0)
+    hr = _photo_like(64, 64, 3).unsqueeze(0)
+    lr = downscale(hr, 4)
+    grads, values = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        net = SRNet(8, 1, 4)
+        trainee = _Trainee("codec", net, torch.optim.Adam(net.parameters()), feature_loss, info, weight=1.0, dtype=dtype)
+        total, _, feature = trainee.loss(lr, hr)
+        total.backward()
+        values[dtype], grads[dtype] = float(feature.detach()), torch.cat([p.grad.flatten() for p in net.parameters()])
+        assert feature.dtype == torch.float32
+    assert values[torch.bfloat16] == pytest.approx(values[torch.float32], rel=0.01)
+    assert float(F.cosine_similarity(grads[torch.bfloat16], grads[torch.float32], dim=0)) > 0.995

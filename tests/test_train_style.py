@@ -66,6 +66,16 @@ def test_loss_decreases(folders, tmp_path, one_thread) -> None:
     assert summary["seconds_per_step"] > 0 and summary["parameters"] > 0
 
 
+def test_bfloat16_loss_network_matches_float32_and_is_recorded(folders, tmp_path, one_thread) -> None:
+    runs = {dtype: train_stylizer(_config(folders, tmp_path, out_dir=str(tmp_path / dtype), steps=1, dtype=dtype))
+            for dtype in ("float32", "bfloat16")}
+    assert runs["bfloat16"]["settings"]["dtype"] == "bfloat16" and runs["float32"]["settings"]["dtype"] == "float32"
+    for term in ("content", "style", "total"):  # same network, same crops: only the loss network's precision differs
+        assert runs["bfloat16"]["terms"][term] == pytest.approx(runs["float32"]["terms"][term], rel=0.01), term
+    with pytest.raises(ValueError, match="dtype"):  # a run is resumed in the dtype it was trained in
+        train_stylizer(_config(folders, tmp_path, out_dir=str(tmp_path / "float32"), steps=2, dtype="bfloat16"), resume=True)
+
+
 def test_resume_refuses_other_settings_and_existing_run(folders, tmp_path, one_thread) -> None:
     train_stylizer(_config(folders, tmp_path, steps=1))
     with pytest.raises(ValueError, match="--resume"):
@@ -99,6 +109,7 @@ def test_load_refuses_files_that_are_not_stylizers(tmp_path, content) -> None:
     ({"loss": "vgg19"}, "loss: got 'vgg19'"),
     ({"style_weight": -1.0}, "style_weight: expected a finite number"),
     ({"steps": 0}, "steps: expected an integer >= 1"),
+    ({"dtype": "int8"}, "dtype: expected one of auto, float32, bfloat16"),
 ])
 def test_bad_settings_name_the_argument(folders, tmp_path, overrides, message) -> None:
     with pytest.raises(ValueError, match=message):

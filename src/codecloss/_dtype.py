@@ -1,8 +1,9 @@
 """Compute dtypes of the feature path: the ``dtype=`` option, autocast, and where bfloat16 pays.
 
-The feature path runs its convolutions and GDN element-wise work in the autocast dtype (or the
-``dtype=`` of a loss or metric, which enters the same autocast), with float32 islands where
-precision matters: GDN's sum of squares and its ``rsqrt``, Gram matrices and the final reductions.
+The feature path runs its convolutions and GDN in the autocast dtype (or the ``dtype=`` of a loss or
+metric, which enters the same autocast). float32 appears only where the error analysis needs it:
+accumulation (inside the matrix kernels, including GDN's sum of squares; in the reductions of the
+content terms) and Gram matrices. GDN's norm needs no float32 island: see :class:`~codecloss.gdn.FrozenGDN`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Union
 
 import torch
 
-__all__ = ["COMPUTE_DTYPES", "DtypeArg", "check_dtype", "compute_context", "fast_bf16_available"]
+__all__ = ["COMPUTE_DTYPES", "TASK_DTYPES", "DtypeArg", "check_dtype", "compute_context", "fast_bf16_available",
+           "resolve_task_dtype"]
 
 #: What ``dtype=`` accepts (``None``: float32, or the caller's autocast dtype).
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 DtypeArg = Union[torch.dtype, None]
+
+#: What a training or optimisation task's ``--dtype`` accepts for its loss network.
+TASK_DTYPES = ("auto", "float32", "bfloat16")
 
 #: Compute dtypes that need a device type other than CPU (no fast CPU kernels, untested there).
 _DEVICE_ONLY = {torch.float16: ("cuda",)}
@@ -63,3 +68,19 @@ def fast_bf16_available(device: torch.device | str = "cpu") -> bool:
     if device.type == "cpu":
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return False
+
+
+def resolve_task_dtype(choice: str, device: torch.device | str = "cpu", argument: str = "--dtype") -> torch.dtype:
+    """The loss network's compute dtype for a task's ``--dtype`` choice (one of :data:`TASK_DTYPES`).
+
+    ``"auto"`` is bfloat16 where :func:`fast_bf16_available` says it pays on ``device``, else float32.
+
+    Example:
+        >>> resolve_task_dtype("float32")
+        torch.float32
+    """
+    if choice not in TASK_DTYPES:
+        raise ValueError(f"{argument}: expected one of {', '.join(TASK_DTYPES)}, got {choice!r}")
+    if choice == "auto":
+        return torch.bfloat16 if fast_bf16_available(device) else torch.float32
+    return getattr(torch, choice)

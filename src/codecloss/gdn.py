@@ -22,8 +22,11 @@ class FrozenGDN(nn.Module):
     recomputes the non-negative reparametrisation of beta and gamma on every
     call. For a frozen backbone these are constants, so this layer stores them
     as buffers and computes :math:`y_i = x_i / \sqrt{\beta_i + \sum_j \gamma_{ij} x_j^2}`
-    in the dtype of ``x`` (bfloat16 under autocast), with the sum of squares, the ``rsqrt`` and
-    the backward's arithmetic in at least float32. Forward and a hand-written backward
+    in the dtype of ``x``. float16 and lower are promoted to float32 (squares overflow float16
+    above 256). bfloat16 stays bfloat16 end to end, with no float32 copies: the sum of squares is
+    a matrix product of positive terms, accumulated in float32 by the matrix kernels and rounded
+    once, so it has no cancellation, and ``rsqrt`` adds one more rounding: the output is within
+    a few bfloat16 ulps of float32's (``tests/test_bf16.py`` bounds it at 4). Forward and a hand-written backward
     (first-order gradients only) run per pixel chunk, so on CPU their element-wise
     work allocates only the tensors that outlive the call.
 
@@ -65,10 +68,16 @@ class FrozenGDN(nn.Module):
         Returns:
             Normalised features, same shape, dtype and memory format as ``x``.
         """
-        island = torch.promote_types(x.dtype, torch.float32)
+        work = _work_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            return _GDNFunction.apply(x, self.beta.to(island), self.gamma.to(island),
+            return _GDNFunction.apply(x, self.beta.to(work), self.gamma.to(work),
                                       inplace and not self.output_modified, self.output_modified)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype GDN computes in for inputs of ``dtype``: bfloat16 stays (float32's exponent range), others
+    are promoted to at least float32 (float16's squares overflow above 256)."""
+    return dtype if dtype == torch.bfloat16 else torch.promote_types(dtype, torch.float32)
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -81,7 +90,7 @@ class _GDNFunction(torch.autograd.Function):
     """GDN with a fused backward; with ``r = (beta + gamma x^2)^(-1/2)``, ``y = x r`` and
     ``dL/dx = g r - (y / r) (gamma^T (g y r^2))``.
 
-    ``beta`` and ``gamma`` are in the compute dtype (at least float32) and ``r`` is kept in it; ``x``,
+    ``beta`` and ``gamma`` are in the compute dtype (:func:`_work_dtype`) and ``r`` is kept in it; ``x``,
     ``y`` and the input gradient keep the dtype of ``x``. It saves the output ``y`` and ``r``, not the
     input: the next convolution keeps ``y`` alive anyway, so the input can be freed (or overwritten,
     ``inplace``). With ``save_input`` it saves ``x`` and ``r`` instead (for consumers that modify ``y``

@@ -96,19 +96,23 @@ def content_loss(fx: Tensor, fy: Tensor, kind: str = "l2") -> Tensor:
 
 
 class _MeanSquaredError(torch.autograd.Function):
-    """Per-sample mean of ``(a - b)^2`` for dense (N, C, H, W) maps of one memory format.
+    """Per-sample mean of ``(a - b)^2`` for dense (N, C, H, W) maps of one dtype and memory format.
 
     The forward sums over pixel chunks in at least float32 without materialising ``a - b``; the
     backward allocates only the gradients it returns, in the dtype of ``a`` (first-order gradients only).
+    bfloat16 maps (float32's exponent range) subtract and square in bfloat16: each term is then off by
+    at most 2^-8 relative, unbiased, far below the features' own rounding against float32, and the
+    sum still accumulates in float32; a mixed bfloat16/float32 operation instead costs 3x the time on CPU.
     """
 
     @staticmethod
     def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
         a_rows, b_rows = pixel_rows(a), pixel_rows(b)
         total = a.new_zeros(a.shape[0], dtype=torch.promote_types(a.dtype, torch.float32))
+        work = a.dtype if a.dtype == torch.bfloat16 else total.dtype
         for part in chunks(a_rows):
-            diff = a_rows[:, part].to(total.dtype) - b_rows[:, part]
-            total += diff.mul_(diff).sum(dim=(1, 2))
+            diff = a_rows[:, part].to(work) - b_rows[:, part].to(work)
+            total += torch.sum(diff.mul_(diff), dim=(1, 2), dtype=total.dtype)
         ctx.save_for_backward(a, b)
         return total / a[0].numel()
 
@@ -116,7 +120,11 @@ class _MeanSquaredError(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         a, b = ctx.saved_tensors
-        grad_a = torch.sub(a, b).mul_(grad.view(-1, 1, 1, 1) * (2 / a[0].numel()))
+        grad_a = torch.sub(a, b)
+        # One 0-dim scale per sample: it multiplies in float32 arithmetic without a mixed-dtype
+        # broadcast, which on CPU converts a whole bfloat16 map (15x slower than this loop).
+        for sample, scale in zip(grad_a, grad * (2 / a[0].numel())):
+            sample.mul_(scale)
         return (grad_a if ctx.needs_input_grad[0] else None, -grad_a if ctx.needs_input_grad[1] else None)
 
 

@@ -30,6 +30,7 @@ HELP = "x4 super-resolution study: one network trained with each loss, scored on
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sr-study`` subcommand."""
+    from codecloss._dtype import TASK_DTYPES
     from codecloss._progress import add_progress_argument
     from codecloss.tasks.sr_finetune import DEFAULT_LOSSES as FINETUNE_LOSSES
     from codecloss.tasks.sr_losses import LOSS_NAMES
@@ -76,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "them LPIPS-Alex and DISTS are skipped")
     p.add_argument("--device", default=None,
                    help="--pretrain, --finetune: torch device of the training, e.g. cuda (default cpu; judges run on the CPU)")
+    p.add_argument("--dtype", choices=TASK_DTYPES, default=None,
+                   help="--finetune: compute dtype of the feature losses; auto = bfloat16 where the device has fast "
+                        "bfloat16 matrix units (default float32; the network trains in float32)")
     p.add_argument("--batch", type=int, default=None, help="crops per step (default 8; with a mode 16)")
     p.add_argument("--patch", type=int, default=96, help="HR crop side, a multiple of 4 >= 64; with a mode of 16 (default 96)")
     p.add_argument("--channels", type=int, default=None, help="network width (default 32)")
@@ -137,7 +141,7 @@ def _run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     from codecloss.tasks.sr_pretrain import PretrainConfig, run_pretrain
 
     _refuse(args, "--pretrain", "balance", "losses", "weight_ratios", "eval_dirs", "trunks", "vgg_weights", "vgg16_weights",
-            "codec_backbone", "checkpoint_every", "save_images")
+            "codec_backbone", "checkpoint_every", "save_images", "dtype")
     config = PretrainConfig(out=args.out, patch=args.patch, seed=args.seed, **_given(
         args, "train_dirs", "val_dir", "steps", "batch", "channels", "blocks", "lr", "val_every", "patience", "min_gain",
         "device"))
@@ -151,7 +155,7 @@ def _run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     config = FinetuneConfig(init=args.finetune, out=args.out, patch=args.patch, seed=args.seed,
                             codec_weights=args.codec_weights, save_images=args.save_images, **_given(
         args, "losses", "weight_ratios", "steps", "eval_dirs", "train_dirs", "batch", "lr", "vgg16_weights", "trunks",
-        "codec_backbone", "checkpoint_every", "device"))
+        "codec_backbone", "checkpoint_every", "device", "dtype"))
     return run_finetune(config, progress=args.progress)
 
 
@@ -194,7 +198,7 @@ def _run_study(args: argparse.Namespace) -> int:
     from codecloss.tasks.sr import StudyConfig, run_study
 
     _refuse(args, "the study (give --pretrain or --finetune FILE)", "weight_ratios", "val_dir", "val_every", "patience",
-            "min_gain", "trunks", "device")
+            "min_gain", "trunks", "device", "dtype")
     if args.steps is None or not args.eval_dirs:
         raise ValueError("--steps, --eval: required without --pretrain or --finetune")
     if args.train_dirs is not None and len(args.train_dirs) != 1:

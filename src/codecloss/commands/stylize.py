@@ -38,6 +38,7 @@ HELP = "style transfer (Gatys) or texture synthesis with a codec loss"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stylize`` subcommand."""
     from codecloss import DEFAULT_BACKBONE
+    from codecloss._dtype import TASK_DTYPES
     from codecloss._progress import add_progress_argument
     from codecloss.tasks.gatys import INITS, OPTIMIZERS
 
@@ -71,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scales", type=int, help="coarse-to-fine scales, each half the next")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise initialisation (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--dtype", choices=TASK_DTYPES, default="float32",
+                   help="compute dtype of the loss network; auto = bfloat16 where the device has fast bfloat16 "
+                        "matrix units (default float32; Gram matrices and the image stay float32; not used with --model)")
     p.add_argument("--json", action="store_true", help="print settings, final terms and time as JSON")
     p.add_argument("--judge", action="store_true",
                    help="also score the result with the independent judges (texture statistics, random VGG Gram, "
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"content: {', '.join(given) or '--init content'} needs a content image, got 'none'")
     result = run_stylize(
         content, args.style, size=256 if args.size is None else args.size, backbone=args.backbone,
-        weights=args.weights, seed=args.seed, device=args.device, progress=args.progress, **options,
+        weights=args.weights, seed=args.seed, device=args.device, dtype=args.dtype, progress=args.progress, **options,
     )
     atomic_save_image(result.image, output)
     report = {"content": args.content, "style": args.style, "output": args.output, "settings": result.settings,

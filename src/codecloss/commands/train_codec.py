@@ -6,6 +6,8 @@ Examples::
     codecloss train-codec --out runs/default --resume --steps 80000 --lr-drop-step 60000
     codecloss train-codec --out runs/default --export-g-a g_a.pt
     codecloss train-codec --out runs/ft --init codecloss-small-mse --distortion ms-ssim --crop 192 --batch-size 4
+    codecloss train-codec --out runs/sem --init codecloss-wide-mse --N 128 --M 192 --semantic-weight 0.5 \
+        --teacher-weights ../shared/data/reference/imagenet_features/vgg16_features.pth
     torchrun --nproc_per_node 2 -m codecloss train-codec --out runs/ddp --batch-size 8   # 4 crops per rank
 """
 
@@ -73,6 +75,14 @@ def _none_or(kind: type) -> Any:
     return parse
 
 
+def _tap_pair(text: str) -> tuple[str, str]:
+    """``"TAP=LAYER"`` -> ``(TAP, LAYER)`` (an argparse type)."""
+    tap, sep, layer = text.partition("=")
+    if not (sep and tap and layer) or "=" in layer:
+        raise argparse.ArgumentTypeError(f"expected TAP=LAYER (e.g. gdn2=relu3_3), got {text!r}")
+    return tap, layer
+
+
 HELP = "train a CompressAI codec for rate-distortion (resume, export g_a)"
 
 
@@ -82,8 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-codec",
         help=HELP,
         description=(
-            "Train a CompressAI codec with loss = lmbda*255^2*MSE + bpp on random crops of images decoded once "
-            "into memory. Checkpoints go to OUT/checkpoint.pt, logs to OUT/log.jsonl. With --resume, options "
+            "Train a CompressAI codec with loss = lmbda*255^2*MSE + bpp (+ beta*S, a semantic term distilled from "
+            "an ImageNet teacher, with --semantic-weight) on random crops of images decoded once into memory. Checkpoints go to OUT/checkpoint.pt, logs to OUT/log.jsonl. With --resume, options "
             "not given on the command line are taken from the checkpoint."
         ),
         argument_default=argparse.SUPPRESS,
@@ -161,6 +171,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:K (under torchrun: cuda:LOCAL_RANK per rank) (default cpu)")
     p.add_argument("--cls-dir", type=_none_or(str), help="labelled ImageFolder tree for a joint classification head")
     p.add_argument("--cls-weight", type=float, help="weight of the classification cross-entropy (default 0.1)")
+    p.add_argument(
+        "--semantic-weight", type=float, metavar="BETA",
+        help="weight beta of the semantic term S: loss = bpp + lmbda*D + beta*S, S the channel-normalised distance of "
+        "linear 1x1 heads on the codec's taps to a frozen ImageNet teacher's features (default 0: off)",
+    )
+    p.add_argument("--semantic-teacher", choices=("vgg16", "alexnet"), help="teacher of the semantic term (default vgg16)")
+    p.add_argument(
+        "--teacher-weights", type=_none_or(str), metavar="FILE",
+        help="the teacher's trunk file (default: TEACHER_features.pth in the folder $CODECLOSS_TRUNKS names)",
+    )
+    p.add_argument(
+        "--semantic-taps", nargs="+", type=_tap_pair, metavar="TAP=LAYER",
+        help="codec tap = teacher layer pairs of equal stride (default vgg16: gdn2=relu3_3 gdn3=relu4_3; "
+        "alexnet: gdn2=relu1 gdn3=relu2)",
+    )
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -178,10 +203,16 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
         base = load_config(args.out).to_dict()
     else:
         base = {"data_dirs": list(DEFAULT_DATA_DIRS), "val_dir": DEFAULT_VAL_DIR}
+    if "semantic_taps" in given:
+        taps = [tap for tap, _ in given["semantic_taps"]]
+        twice = sorted({tap for tap in taps if taps.count(tap) > 1})
+        if twice:
+            raise ValueError(f"--semantic-taps: codec tap(s) {twice} given more than once")
+        given["semantic_taps"] = dict(given["semantic_taps"])
     base.update(given)
     base["out_dir"] = os.path.abspath(args.out)
     base["data_dirs"] = [_abspath(d) for d in base["data_dirs"]]
-    for key in ("val_dir", "cls_dir"):
+    for key in ("val_dir", "cls_dir", "teacher_weights"):
         base[key] = _abspath(base.get(key))
     return TrainConfig.from_dict(base), resuming
 

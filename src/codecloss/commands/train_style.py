@@ -24,6 +24,7 @@ HELP = "train a feed-forward stylizer (Johnson et al. 2016) with a codec or VGG1
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-style`` subcommand."""
+    from codecloss._dtype import TASK_DTYPES
     from codecloss.tasks.train_style import LOSSES, StyleTrainConfig
 
     defaults = StyleTrainConfig(style="", out_dir="")
@@ -58,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"{text} (default {getattr(defaults, name)})")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--dtype", choices=TASK_DTYPES, default=defaults.dtype,
+                   help="compute dtype of the loss network; auto = bfloat16 where the device has fast bfloat16 "
+                        "matrix units (default float32; the stylizer trains in float32)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (raise --steps to train on)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_progress_argument(p)
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         style_layers=None if args.style_layers is None else dict(args.style_layers),
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         size=args.size, batch=args.batch, steps=args.steps, lr=args.lr, width=args.width, blocks=args.blocks,
-        seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every,
+        seed=args.seed, device=args.device, dtype=args.dtype, checkpoint_every=args.checkpoint_every,
     )
     for folder in config.data_dirs:
         if not Path(folder).is_dir():

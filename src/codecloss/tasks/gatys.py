@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codecloss import DEFAULT_BACKBONE, load_backbone
+from codecloss._dtype import compute_context, resolve_task_dtype
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice, check_image
 from codecloss.cpips import ImageLike, as_image_tensor
@@ -102,8 +103,9 @@ def read_single_image(image: ImageLike, argument: str) -> Tensor:
 
 
 def _optimise(objective: StyleObjective, targets: dict[str, Tensor], x: Tensor, steps: int, optimizer: str, lr: float,
-              bar: Any) -> list[float]:
-    """Minimise ``objective`` over the pixels of ``x`` (in place, kept in [0, 1]); return the totals."""
+              bar: Any, dtype: torch.dtype) -> list[float]:
+    """Minimise ``objective`` (its network in ``dtype``) over the pixels of ``x`` (in place, kept in [0, 1]);
+    return the totals."""
     x.requires_grad_(True)
     history: list[float] = []
     if optimizer == "lbfgs":
@@ -112,7 +114,8 @@ def _optimise(objective: StyleObjective, targets: dict[str, Tensor], x: Tensor, 
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
-            total = objective.terms(x, targets)["total"]
+            with compute_context(dtype, x.device):
+                total = objective.terms(x, targets)["total"]
             total.backward()
             history.append(float(total.detach()))
             bar.update(1)
@@ -123,7 +126,8 @@ def _optimise(objective: StyleObjective, targets: dict[str, Tensor], x: Tensor, 
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            total = objective.terms(x, targets)["total"]
+            with compute_context(dtype, x.device):
+                total = objective.terms(x, targets)["total"]
             total.backward()
             opt.step()
             history.append(float(total.detach()))
@@ -155,6 +159,7 @@ def run_stylize(
     scales: int = 3,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    dtype: str = "float32",
     progress: bool | None = False,
 ) -> StylizeResult:
     """Gatys-style transfer of ``style`` onto ``content``, or texture synthesis when ``content`` is ``None``.
@@ -181,6 +186,9 @@ def run_stylize(
         scales: number of coarse-to-fine scales, each half the size of the next (1 = full size only).
         seed: seed of the noise initialisation (and of a random-init VGG).
         device: torch device to optimise on.
+        dtype: compute dtype of the loss network, one of :data:`~codecloss._dtype.TASK_DTYPES` (``"auto"``:
+            bfloat16 where ``device`` has fast bfloat16 matrix units); Gram matrices, the terms and the image
+            stay float32.
         progress: a progress bar on stderr: ``True``, ``False``, or ``None`` (only on a terminal).
 
     Returns:
@@ -195,6 +203,7 @@ def run_stylize(
         "size": size, "backbone": backbone, "weights": None if weights is None else str(weights),
         "content_weight": content_weight, "style_weight": style_weight, "tv_weight": tv_weight, "steps": steps,
         "optimizer": optimizer, "lr": lr, "scales": scales, "seed": seed, "device": str(device),
+        "dtype": str(resolve_task_dtype(dtype, device, "dtype")).removeprefix("torch."),
     }
     for name in ("size", "steps", "scales"):
         value = settings[name]
@@ -213,6 +222,8 @@ def run_stylize(
         raise ValueError(f"scales: {scales} scales of size {size} make a coarsest side < 16 px; use fewer scales")
 
     device = torch.device(device)
+    compute_dtype = getattr(torch, settings["dtype"])
+    logger.info("stylize: loss network in %s (dtype=%r)", settings["dtype"], dtype)
     style_image = read_single_image(style, "style").to(device)
     content_image = None if content is None else resize_shorter(read_single_image(content, "content"), size).to(device)
     shape = (size, size) if content_image is None else tuple(content_image.shape[-2:])
@@ -240,13 +251,15 @@ def run_stylize(
             x = F.interpolate(x, size=level_shape, mode="bicubic", align_corners=False).clamp(0, 1)
         x = x.contiguous()  # LBFGS views the gradient flat
         level_style = resize_shorter(style_image, min(level_shape))
-        objective = StyleObjective(network, level_style, content_taps, style_taps, (content_weight, style_weight, tv_weight))
-        targets = objective.content_targets(level_content)
-        history.append(_optimise(objective, targets, x, steps, optimizer, lr, bar))
+        with compute_context(compute_dtype, device):  # targets in the dtype of the optimised image's features
+            objective = StyleObjective(network, level_style, content_taps, style_taps,
+                                       (content_weight, style_weight, tv_weight))
+            targets = objective.content_targets(level_content)
+        history.append(_optimise(objective, targets, x, steps, optimizer, lr, bar, compute_dtype))
         logger.info("stylize: scale %s done, objective %.4g", level_shape, history[-1][-1] if history[-1] else float("nan"))
     bar.close()
     assert x is not None
-    with torch.no_grad():
+    with torch.no_grad(), compute_context(compute_dtype, device):
         terms = {name: float(value) for name, value in objective.terms(x, targets).items()}
     seconds = time.perf_counter() - start
     return StylizeResult(image=x.detach(), terms=terms, history=history, seconds=seconds, settings=settings)

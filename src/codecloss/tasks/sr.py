@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecloss import CPIPS, DEFAULT_BACKBONE
+from codecloss._dtype import compute_context
 from codecloss._io import append_jsonl, atomic_torch_save
 from codecloss._progress import progress as progress_bar
 from codecloss.bench.measure import peak_memory_mb
@@ -173,6 +174,8 @@ class _Trainee:
     peak_memory_mib: float | None = None
     measured_memory: bool = False
     pixel_loss: Callable[[Tensor, Tensor], Tensor] = F.l1_loss
+    #: Compute dtype of the feature loss (float32 islands as in :mod:`codecloss._dtype`); the network stays float32.
+    dtype: torch.dtype = torch.float32
 
     @property
     def device(self) -> torch.device:
@@ -189,7 +192,8 @@ class _Trainee:
         l1 = self.pixel_loss(sr, hr)
         if self.feature_loss is None:
             return l1, l1, None
-        feature = self.feature_loss(sr, hr)
+        with compute_context(self.dtype, sr.device):
+            feature = self.feature_loss(sr, hr).float()
         return l1 + self.weight * feature, l1, feature
 
     def state(self, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +222,8 @@ def _calibrate(trainee: _Trainee, sampler: CropSampler, balance: float) -> None:
         lr, hr = trainee.batch(sampler, step)
         with torch.no_grad():
             sr = trainee.net(lr)
-        profiles.append(gradient_profile(trainee.feature_loss, sr, hr))
+        with compute_context(trainee.dtype, sr.device):
+            profiles.append(gradient_profile(trainee.feature_loss, sr, hr))
     trainee.calibration = {k: statistics.fmean(p[k] for p in profiles) for k in profiles[0]}
     trainee.weight = balance * trainee.calibration["grad_norm_l1"] / trainee.calibration["grad_norm"]
     logger.info("%s: feature-loss weight %.4g (gradient norms: L1 %.3g, feature %.3g)", trainee.name, trainee.weight,

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from codecloss import DEFAULT_BACKBONE
 from codecloss._data_paths import NATURAL_TRAIN_DIRS, NATURAL_VAL_DIR
+from codecloss._dtype import resolve_task_dtype
 from codecloss.tasks.sr import (
     _MEMORY_METHOD,
     SCALE,
@@ -84,6 +85,8 @@ class FinetuneConfig:
         codec_weights: its weights (``"default"``, a registry name or a file).
         checkpoint_every: steps per interleaved chunk (and between checkpoints).
         save_images: write every SR output as PNG under ``out/<label>/images/<dataset>/``.
+        dtype: compute dtype of the feature losses, one of :data:`~codecloss._dtype.TASK_DTYPES` (``"auto"``:
+            bfloat16 where the device has fast bfloat16 matrix units); the network trains in float32.
         device: torch device of the training (the judges run on the CPU); not part of the resume check.
     """
 
@@ -104,6 +107,7 @@ class FinetuneConfig:
     codec_weights: str = "default"
     checkpoint_every: int = 100
     save_images: bool = False
+    dtype: str = "float32"
     device: str = "cpu"
     _datasets: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
@@ -112,6 +116,7 @@ class FinetuneConfig:
         from codecloss.reference import TRUNKS_ENV, trunk_file
 
         check_device(self.device, "--device")
+        self.dtype = str(resolve_task_dtype(self.dtype, self.device)).removeprefix("torch.")
         self.losses, self.weight_ratios = list(self.losses), [float(r) for r in self.weight_ratios]
         self.train_dirs, self.eval_dirs = [str(d) for d in self.train_dirs], [str(d) for d in self.eval_dirs]
         if not self.losses or len(set(self.losses)) != len(self.losses):
@@ -152,7 +157,8 @@ class FinetuneConfig:
 
     def fixed(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint."""
-        keys = ("init", "train_dirs", "batch", "patch", "lr", "seed", "vgg16_weights", "codec_backbone", "codec_weights")
+        keys = ("init", "train_dirs", "batch", "patch", "lr", "seed", "vgg16_weights", "codec_backbone", "codec_weights",
+                "dtype")
         return {k: getattr(self, k) for k in keys} | {"scale": SCALE}
 
 
@@ -173,7 +179,7 @@ def _load_run(config: FinetuneConfig, label: str, loss: str, ratio: float | None
     net = load_upscaler(config.init, config.device, argument="--finetune").train()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.99))
     pixel_loss: Callable[[Tensor, Tensor], Tensor] = terms[AESOP][0] if pixel == AESOP else F.l1_loss  # type: ignore[assignment]
-    trainee = _Trainee(label, net, optimizer, feature_loss, info, pixel_loss=pixel_loss)
+    trainee = _Trainee(label, net, optimizer, feature_loss, info, pixel_loss=pixel_loss, dtype=getattr(torch, config.dtype))
     path = Path(config.out) / label / "checkpoint.pt"
     if not path.is_file():
         _calibrate(trainee, sampler, ratio or 1.0)

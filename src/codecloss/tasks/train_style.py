@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from codecloss._dtype import compute_context, resolve_task_dtype
 from codecloss._io import append_jsonl, atomic_torch_save
 from codecloss._progress import progress as progress_bar
 from codecloss._validate import check_choice
@@ -49,7 +50,7 @@ CHECKPOINT_NAME, LOG_NAME, MODEL_NAME = "checkpoint.pth", "log.jsonl", "stylizer
 
 #: Settings that must match the checkpoint for ``resume``.
 _FIXED_ON_RESUME = ("style", "loss", "backbone", "weights", "width", "blocks", "size", "batch", "seed",
-                    "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "lr")
+                    "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "lr", "dtype")
 
 
 @dataclass
@@ -74,6 +75,9 @@ class StyleTrainConfig:
         width, blocks: the :class:`~codecloss.tasks.stylizer_net.Stylizer`'s size.
         seed: seed of the network's initialisation, the crop order and a random-init loss network.
         device: torch device.
+        dtype: compute dtype of the loss network, one of :data:`~codecloss._dtype.TASK_DTYPES` (``"auto"``: bfloat16
+            where the device has fast bfloat16 matrix units; Gram matrices and reductions stay float32); the
+            stylizer trains in float32.
         checkpoint_every: steps between checkpoints (and log lines).
     """
 
@@ -96,10 +100,12 @@ class StyleTrainConfig:
     blocks: int = 3
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "float32"
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
+        self.dtype = str(resolve_task_dtype(self.dtype, self.device, "dtype")).removeprefix("torch.")
         for name in ("size", "batch", "steps", "width", "blocks", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -185,6 +191,7 @@ def train_stylizer(config: StyleTrainConfig, resume: bool = False, progress: boo
     if checkpoint.exists() and not resume:
         raise ValueError(f"out: {str(out)!r} already holds a run; pass --resume to continue it or choose a new --out")
     device = torch.device(config.device)
+    dtype = getattr(torch, config.dtype)
     objective = _objective(config, device)
     bank = ImageBank.from_folders(config.data_dirs, min_side=config.size)
     with torch.random.fork_rng(devices=[]):
@@ -212,7 +219,9 @@ def train_stylizer(config: StyleTrainConfig, resume: bool = False, progress: boo
 
         def train_step() -> dict[str, torch.Tensor]:
             optimizer.zero_grad(set_to_none=True)
-            result = objective.terms(model(crops), objective.content_targets(crops))
+            stylized = model(crops)
+            with compute_context(dtype, device):
+                result = objective.terms(stylized, objective.content_targets(crops))
             result["total"].backward()
             optimizer.step()
             return result

@@ -1,4 +1,4 @@
-"""Rate-distortion training of CompressAI codecs (optionally with a joint classification head).
+"""Rate-distortion training of CompressAI codecs (optionally with a joint classification head or semantic term).
 
 The recipe: every training image is decoded once into memory as a uint8 tensor; each step
 draws ``batch_size`` random crops with random horizontal flips from a seeded
@@ -6,6 +6,8 @@ draws ``batch_size`` random crops with random horizontal flips from a seeded
 distortion, see :class:`TrainConfig`) with Adam, while a
 second Adam optimises the entropy bottleneck's quantiles on ``model.aux_loss()`` every step
 (CompressAI's parameter split: names ending in ``.quantiles`` go to the auxiliary optimiser).
+With ``semantic_weight`` beta > 0 the loss gains ``beta * S``, the distillation of a frozen ImageNet
+teacher into ``g_a`` through linear heads trained with the codec (:mod:`codecloss.train.semantic`).
 Checkpoints hold the model, both optimisers, the step, the config and the RNG states, and
 are written atomically, so a run can be stopped and resumed (with more ``steps``) at will.
 
@@ -38,7 +40,7 @@ from codecloss.train.checkpoints import (
     load_config,
     load_model,
 )
-from codecloss.train import distributed, objective
+from codecloss.train import distributed, objective, semantic
 from codecloss.train.config import ARCHS, DISTORTIONS, MS_SSIM_MIN_SIDE, ZOO_ARCHITECTURE, TrainConfig
 from codecloss.train.data import ImageBank, center_crops
 from codecloss.train.model import ClassificationHead, build_model, initialize_from, split_parameters
@@ -117,6 +119,13 @@ def _check_resume_compatible(saved: TrainConfig, config: TrainConfig) -> None:
             )
     if (saved.cls_dir is None) != (config.cls_dir is None):
         raise ValueError(f"cls_dir={config.cls_dir!r} does not match the checkpoint's {saved.cls_dir!r}")
+    ours = (config.semantic_teacher, config.semantic_pairs) if config.uses_semantic else "off"
+    theirs = (saved.semantic_teacher, saved.semantic_pairs) if saved.uses_semantic else "off"
+    if ours != theirs:
+        raise ValueError(
+            f"semantic_weight, semantic_teacher, semantic_taps: the semantic term {ours} does not match the "
+            f"checkpoint's {theirs}; use a new out_dir (with init from an export of this run) for another one"
+        )
 
 
 def _steps(start: int, stop: int, config: TrainConfig) -> Iterator[int]:
@@ -134,8 +143,8 @@ def train(
     rank's random streams, so that resuming with the same number of ranks is exact) and the log.
 
     Args:
-        config: the run's :class:`TrainConfig`. When resuming, ``arch``, ``N``, ``M`` must match
-            the checkpoint; every other field (``steps``, ``lr_drop_step``, ...) is taken from
+        config: the run's :class:`TrainConfig`. When resuming, ``arch``, ``N``, ``M`` (and the
+            semantic term: on or off, its teacher and taps) must match the checkpoint; every other field (``steps``, ``lr_drop_step``, ...) is taken from
             ``config``, so ``steps`` can be raised to train further.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (otherwise start fresh).
         should_stop: polled after every step; when it returns True (on any rank) the run writes a
@@ -203,12 +212,16 @@ def _train(
     if ckpt is None and config.init is not None:
         initialize_from(model, config.init, widen=config.init_widen)
     model.to(device).train()
+    distillation = semantic.Distillation.from_config(config, model.g_a, device) if config.uses_semantic else None
+    semantic_heads = distillation.heads().to(device) if distillation is not None else None
     if ctx.rank > 0:  # every rank starts from the same weights; its own quantisation noise from here on
         torch.manual_seed(config.seed + ctx.rank)
     head = ClassificationHead(config.M, len(cls_data.classes)).to(device) if cls_data is not None else None
     main_params, aux_params = split_parameters(model)
     if head is not None:
         main_params += list(head.parameters())
+    if semantic_heads is not None:
+        main_params += list(semantic_heads.parameters())
     optimizer = torch.optim.Adam(main_params, lr=config.lr_at(0))
     aux_optimizer = torch.optim.Adam(aux_params, lr=config.aux_lr)
     generator = torch.Generator().manual_seed(config.seed + ctx.rank)
@@ -220,6 +233,8 @@ def _train(
             if ckpt.get("classes") != cls_data.classes:
                 raise ValueError(f"cls_dir classes {cls_data.classes} differ from the checkpoint's {ckpt.get('classes')}")
             head.load_state_dict(ckpt["head"])
+        if semantic_heads is not None:
+            semantic_heads.load_state_dict(ckpt["semantic_heads"])
         optimizer.load_state_dict(ckpt["optimizer"])
         aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
         streams = ckpt["rank_rng"][ctx.rank] if ctx.distributed else ckpt["rng"]
@@ -229,7 +244,8 @@ def _train(
             logger.info("resumed from %s at step %d", ckpt_path, step)
     for group in aux_optimizer.param_groups:
         group["lr"] = config.aux_lr
-    trained = distributed.wrap(model, ctx)
+    # the semantic heads live inside the module DDP wraps, so that their gradients are averaged too
+    trained = distributed.wrap(model if distillation is None else distillation.wrap(model, semantic_heads), ctx)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -252,6 +268,8 @@ def _train(
         if head is not None:
             state["head"] = head.state_dict()
             state["classes"] = list(cls_data.classes)
+        if semantic_heads is not None:
+            state["semantic_heads"] = semantic_heads.state_dict()
         atomic_torch_save(state, ckpt_path)
         logger.debug("checkpoint written at step %d", step)
 
@@ -278,6 +296,10 @@ def _train(
             xc, labels = cls_data.sample(batch_size, config.crop, generator)
             ce = F.cross_entropy(head(model.g_a(xc.to(device))), labels.to(device))
             loss = loss + config.cls_weight * ce
+        distil = None
+        if distillation is not None:
+            distil = distillation.loss(out["semantic"], x)
+            loss = loss + config.semantic_weight * distil
         (not_finite,) = distributed.agree([not bool(torch.isfinite(loss))], ctx)
         if not_finite:
             raise FloatingPointError(f"loss became {loss.item()} at step {step_index}; the checkpoint is not updated")
@@ -296,6 +318,8 @@ def _train(
         stats["psnr"] = objective.psnr(stats["mse"])
         if ce is not None:
             stats["ce"] = ce.item()
+        if distil is not None:
+            stats["semantic"] = distil.item()
         window.add(**stats)
         elapsed = elapsed_before + (time.perf_counter() - t0)
         if step % config.log_every == 0 or step == config.steps:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["ARCHS", "DISTORTIONS", "MS_SSIM_MIN_SIDE", "ZOO_ARCHITECTURE", "TrainConfig"]
+__all__ = ["ARCHS", "DISTORTIONS", "MS_SSIM_MIN_SIDE", "SEMANTIC_TAPS", "ZOO_ARCHITECTURE", "TrainConfig"]
 
 #: Supported architectures -> the multiple that crop sizes must respect.
 ARCHS: dict[str, int] = {"factorized": 16, "hyperprior": 64, "mean-scale": 64}
@@ -23,6 +23,11 @@ ZOO_ARCHITECTURE: dict[str, str] = {
 DISTORTIONS = ("mse", "ms-ssim", "mix")
 #: Smallest crop side that 5-scale MS-SSIM with an 11x11 window accepts ((11 - 1) * 2**4 + 1).
 MS_SSIM_MIN_SIDE = 161
+#: Teachers of the semantic term -> their default codec tap -> teacher layer pairs (equal strides, 4 and 8).
+SEMANTIC_TAPS: dict[str, dict[str, str]] = {
+    "vgg16": {"gdn2": "relu3_3", "gdn3": "relu4_3"},
+    "alexnet": {"gdn2": "relu1", "gdn3": "relu2"},
+}
 
 
 @dataclass
@@ -68,6 +73,13 @@ class TrainConfig:
             classification head on ``g_a`` features (None: no head).
         cls_weight: weight of the cross-entropy term.
         progress: tqdm bar on stderr: ``True`` always, ``False`` never, ``None`` only on a terminal.
+        semantic_teacher: ImageNet trunk the semantic term distils (a key of :data:`SEMANTIC_TAPS`).
+        teacher_weights: the teacher's weights file (None: ``{teacher}_features.pth`` in the folder
+            ``CODECLOSS_TRUNKS`` names, see :func:`codecloss.reference.trunk_file`).
+        semantic_taps: codec tap -> teacher layer pairs of equal stride, e.g. ``{"gdn2": "relu3_3"}``
+            (None: the teacher's defaults in :data:`SEMANTIC_TAPS`).
+        semantic_weight: weight beta of the semantic term S, ``loss = R + lmbda * D + beta * S`` (see
+            :mod:`codecloss.train.semantic`); 0 turns it off (no teacher, no heads).
 
     Example:
         >>> TrainConfig(data_dirs=["a"], out_dir="runs/x", crop=64).arch
@@ -104,6 +116,10 @@ class TrainConfig:
     cls_dir: str | None = None
     cls_weight: float = 0.1
     progress: bool | None = None
+    semantic_teacher: str = "vgg16"
+    teacher_weights: str | None = None
+    semantic_taps: dict[str, str] | None = None
+    semantic_weight: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
@@ -150,11 +166,33 @@ class TrainConfig:
             raise ValueError(f"mix_weight must be a number in [0, 1], got {self.mix_weight!r}")
         if self.init is not None and not (isinstance(self.init, str) and self.init):
             raise ValueError(f"init must be None, a backbone id or a weights file path, got {self.init!r}")
+        if self.semantic_teacher not in SEMANTIC_TAPS:
+            raise ValueError(f"semantic_teacher must be one of {list(SEMANTIC_TAPS)}, got {self.semantic_teacher!r}")
+        if self.teacher_weights is not None and not (isinstance(self.teacher_weights, str) and self.teacher_weights):
+            raise ValueError(f"teacher_weights must be None or a file path, got {self.teacher_weights!r}")
+        taps = self.semantic_taps
+        if taps is not None and not (
+            isinstance(taps, dict) and taps and all(isinstance(k, str) and isinstance(v, str) for k, v in taps.items())
+        ):
+            raise ValueError(f"semantic_taps must be None or a non-empty dict codec tap -> teacher layer, got {taps!r}")
+        weight = self.semantic_weight
+        if not (isinstance(weight, (int, float)) and weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"semantic_weight must be a finite number >= 0, got {weight!r}")
 
     @property
     def uses_ms_ssim(self) -> bool:
         """Whether the objective has an MS-SSIM term."""
         return self.distortion in ("ms-ssim", "mix")
+
+    @property
+    def uses_semantic(self) -> bool:
+        """Whether the objective has a semantic term (``semantic_weight > 0``)."""
+        return self.semantic_weight > 0
+
+    @property
+    def semantic_pairs(self) -> dict[str, str]:
+        """Codec tap -> teacher layer pairs of the semantic term: ``semantic_taps`` or the teacher's defaults."""
+        return dict(self.semantic_taps if self.semantic_taps is not None else SEMANTIC_TAPS[self.semantic_teacher])
 
     def lr_at(self, step: int) -> float:
         """Main learning rate used for optimisation step ``step`` (0-based)."""
