@@ -7,6 +7,7 @@ objects over a gloo process group (also when the models run on CUDA: they are sm
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from typing import Sequence, TypeVar
@@ -38,8 +39,19 @@ def init_from_env() -> tuple[int, int]:
         if not dist.is_available():
             raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
         dist.init_process_group("gloo")
+        atexit.register(_leave)
         logger.info("rank %d of %d joined the gloo process group", dist.get_rank(), dist.get_world_size())
     return rank_and_world()
+
+
+def _leave() -> None:
+    """Destroy the process group at interpreter exit.
+
+    Left to the interpreter's teardown, gloo's worker threads may still be joinable when their C++
+    destructors run, and the process aborts with "terminate called without an active exception".
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: str | torch.device) -> torch.device:
