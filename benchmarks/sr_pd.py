@@ -22,7 +22,8 @@ def main() -> None:
     parser.add_argument("--perception", default="lpips_alex", help="y-axis metric (default lpips_alex)")
     parser.add_argument("--dataset", default="bsd100", help="eval set of the matched operating point (default bsd100)")
     parser.add_argument("--drop-db", type=float, default=0.5, help="target: continued L1 minus this (default 0.5 dB)")
-    parser.add_argument("--tolerance-db", type=float, default=0.1, help="how far below the target (default 0.1 dB)")
+    parser.add_argument("--tolerance-db", type=float, default=0.1, 
+                        help="how far from the target a picked run may be (default 0.1 dB)")
     args = parser.parse_args()
     result = json.loads(args.result.read_text())
     result["matched"] = matched_operating_points(result, args.dataset, args.drop_db, args.tolerance_db)

@@ -363,6 +363,9 @@ def test_matched_operating_point_and_pd_plot(tmp_path: Path) -> None:
     assert matched["losses"]["codec"]["label"] == "codec@0.3"  # 0.05 dB below the target: closest, within 0.1 dB
     assert matched["losses"]["vgg"]["label"] is None  # 0.3 dB below: out of tolerance
     assert matched_operating_points(result, tolerance_db=0.5)["losses"]["vgg"]["label"] == "vgg@0.1"
+    flat = _sweep({"l1": 27.0, "flat@1": 26.99, "flat@3": 26.97}, {"l1": 0.3, "flat@1": 0.3, "flat@3": 0.3})
+    unmatched = matched_operating_points(flat)["losses"]["flat"]  # a loss that never leaves L1's PSNR
+    assert unmatched["label"] is None and unmatched["reason"].startswith("unreachable"), unmatched
     result["matched"] = matched
     path = plot_perception_distortion(result, tmp_path / "pd.png")
     assert path.stat().st_size > 1000

@@ -323,6 +323,19 @@ def test_unreachable_server_names_the_url_and_the_ways_around_it(weights_env):
         assert hint in message
 
 
+def test_unknown_host_is_not_retried(weights_env, monkeypatch, caplog):
+    import socket
+
+    def no_such_host(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # what the resolver answers for an unknown name
+    register_weights(entry("nowhere", "http://weights.example.invalid/w.pth", b"x" * 10))
+    with caplog.at_level("WARNING"), pytest.raises(DownloadError, match=r"Name or service not known \(not retried\)"):
+        get_weights_file("nowhere", progress=False)
+    assert "retry" not in caplog.text
+
+
 def test_zoo_backbone_behind_an_unreachable_mirror_fails_in_one_line(weights_env, monkeypatch, capsys):
     from codecloss.cli import main
 

@@ -36,15 +36,17 @@ def matched_operating_points(result: dict[str, Any], dataset: str = "bsd100", dr
         result: a sweep result with ``runs`` and ``eval``.
         dataset: the eval set that fixes the operating point.
         drop_db: how far below the ``l1`` control's PSNR-Y the target lies.
-        tolerance_db: how far below the target a run may be and still be picked.
+        tolerance_db: how far from the target (either side) a run may be and still be picked.
 
     Returns:
         ``{"rule", "dataset", "target_psnr_y", "losses"}``; ``losses[name]`` is ``{"label", "weight_ratio",
         "psnr_y", "scores"}`` (``scores``: the run's mean scores on every eval set), or ``{"label": None,
-        "reason"}``; a ``"skipped"`` reason instead when ``dataset`` or the ``l1`` run is missing.
+        "reason"}`` when no weight lands within the tolerance (the reason says whether every run stays above the
+        target, i.e. the loss never reaches it at these weights, or falls below it); a ``"skipped"`` reason
+        instead when ``dataset`` or the ``l1`` run is missing.
     """
     rule = (f"per loss, the weight whose {dataset} PSNR-Y is closest to (continued L1 - {drop_db} dB) among those "
-            f"at most {tolerance_db} dB below it; picked, not interpolated")
+            f"within {tolerance_db} dB of it; picked, not interpolated")
     scores = result["eval"].get(dataset, {})
     reference = scores.get("l1", {}).get("psnr_y")
     if reference is None:
@@ -52,18 +54,28 @@ def matched_operating_points(result: dict[str, Any], dataset: str = "bsd100", dr
     target = reference - drop_db
     losses: dict[str, Any] = {}
     for loss, labels in _loss_runs(result).items():
-        eligible = [lab for lab in labels if scores.get(lab, {}).get("psnr_y") is not None
-                    and scores[lab]["psnr_y"] >= target - tolerance_db]
+        scored = {lab: scores[lab]["psnr_y"] for lab in labels if scores.get(lab, {}).get("psnr_y") is not None}
+        eligible = [lab for lab, psnr in scored.items() if abs(psnr - target) <= tolerance_db]
         if not eligible:
-            losses[loss] = {"label": None, "reason": f"every weight is more than {tolerance_db} dB below the target "
-                                                     "or unscored"}
+            losses[loss] = {"label": None, "reason": _unmatched_reason(list(scored.values()), target, tolerance_db)}
             continue
-        best = min(eligible, key=lambda lab: abs(scores[lab]["psnr_y"] - target))
+        best = min(eligible, key=lambda lab: abs(scored[lab] - target))
         losses[loss] = {"label": best, "weight_ratio": result["runs"][best]["weight_ratio"],
-                        "psnr_y": scores[best]["psnr_y"],
+                        "psnr_y": scored[best],
                         "scores": {d: {k: v for k, v in methods[best].items() if k != "per_image"}
                                    for d, methods in result["eval"].items() if best in methods}}
     return {"rule": rule, "dataset": dataset, "target_psnr_y": target, "losses": losses}
+
+
+def _unmatched_reason(psnrs: list[float], target: float, tolerance_db: float) -> str:
+    if not psnrs:
+        return "no run scored"
+    if min(psnrs) > target + tolerance_db:
+        return (f"unreachable: every weight stays above the target (lowest PSNR-Y {min(psnrs):.3f} dB, "
+                f"{min(psnrs) - target:.3f} dB above); a larger weight may reach it")
+    if max(psnrs) < target - tolerance_db:
+        return f"every weight is more than {tolerance_db} dB below the target"
+    return f"no weight within {tolerance_db} dB of the target: the weights step over it"
 
 
 def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[str], perception: str = "lpips_alex",

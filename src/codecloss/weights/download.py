@@ -21,6 +21,7 @@ import hashlib
 import http.client
 import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -127,6 +128,13 @@ def _stream_to(source: BinaryIO, spec: WeightSpec, dest: Path, announced: int | 
     remember(dest, digest.hexdigest())
 
 
+def _permanent(reason: object) -> bool:
+    """Whether a URLError's reason cannot go away by retrying: a missing file:// file, or a host name that
+    does not exist (``EAI_NONAME``; a temporary resolver failure, ``EAI_AGAIN``, is retried)."""
+    unknown_host = isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME
+    return isinstance(reason, FileNotFoundError) or unknown_host
+
+
 def _download(spec: WeightSpec, dest: Path, urls: list[str], progress: bool | None) -> None:
     timeout = _env_number("CODECLOSS_TIMEOUT", 30.0, float)
     retries = int(_env_number("CODECLOSS_RETRIES", 3, int))
@@ -147,7 +155,7 @@ def _download(spec: WeightSpec, dest: Path, urls: list[str], progress: bool | No
             except IntegrityError as err:  # the server sends another file: retrying will not help
                 error, retry = str(err), False
             except urllib.error.URLError as err:  # connection refused, DNS, missing file:// file
-                error, retry = f"{url}: {err.reason}", not isinstance(err.reason, FileNotFoundError)
+                error, retry = f"{url}: {err.reason}", not _permanent(err.reason)
             except (OSError, http.client.HTTPException) as err:  # timeouts, resets, cut transfers
                 error, retry = f"{url}: {err or type(err).__name__}", True
             if not retry or attempt == retries:
