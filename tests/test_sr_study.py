@@ -353,7 +353,7 @@ def _sweep(psnr: dict[str, float], lpips: dict[str, float]) -> dict:
 
 
 def test_matched_operating_point_and_pd_plot(tmp_path: Path) -> None:
-    from codecloss.tasks.sr_tradeoff import matched_operating_points, plot_perception_distortion
+    from codecloss.tasks.sr_tradeoff import matched_operating_points, merge_sweeps, plot_perception_distortion
 
     psnr = {"l1": 27.0, "codec@0.1": 26.8, "codec@0.3": 26.45, "codec@1": 25.9, "vgg@0.1": 26.2, "vgg@1": 25.0}
     lpips = {k: 0.3 - 0.01 * i for i, k in enumerate(psnr)}
@@ -367,6 +367,12 @@ def test_matched_operating_point_and_pd_plot(tmp_path: Path) -> None:
     unmatched = matched_operating_points(flat)["losses"]["flat"]  # a loss that never leaves L1's PSNR
     assert unmatched["label"] is None and unmatched["reason"].startswith("unreachable"), unmatched
     result["matched"] = matched
+    later = _sweep({"l1": 27.5, "vgg@3": 26.55}, {"l1": 0.1, "vgg@3": 0.1})  # a second sweep: its l1 row is ignored
+    merged = merge_sweeps([result, later])
+    assert merged["eval"]["bsd100"]["l1"]["psnr_y"] == 27.0 and merged["sources"]["vgg@3"] == 1
+    assert matched_operating_points(merged)["losses"]["vgg"]["label"] == "vgg@3"
+    with pytest.raises(ValueError, match=r"results\[1\]: settings"):
+        merge_sweeps([result, later | {"settings": {"steps": 7}}])
     path = plot_perception_distortion(result, tmp_path / "pd.png")
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="dists"):

@@ -8,6 +8,9 @@ target. The sweep's weights are picked as they are, not interpolated.
 Example:
     >>> matched = matched_operating_points(json.load(open("runs/sr/sweep.json")))  # doctest: +SKIP
     >>> plot_perception_distortion(result, "docs/images/sr_pd.png")  # doctest: +SKIP
+
+Sweeps run separately from one pretrained network (more losses or weights later) are read together with
+:func:`merge_sweeps`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,42 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["matched_operating_points", "plot_perception_distortion"]
+__all__ = ["matched_operating_points", "merge_sweeps", "plot_perception_distortion"]
+
+
+def merge_sweeps(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several sweeps' runs and scores as one result; a label present in an earlier sweep is kept from it.
+
+    Only sweeps from the same pretrained network and training settings can be read together: their ``l1`` and
+    ``pretrained`` rows must agree, so the first sweep's stand for all.
+
+    Args:
+        results: sweep results (``run_finetune``'s JSON), in order of precedence.
+
+    Returns:
+        ``{"runs", "eval", "sources"}``; ``sources[label]`` is the index of the sweep a run came from.
+
+    Raises:
+        ValueError: no results, or sweeps whose ``settings`` differ in ``init``, ``steps``, ``batch``,
+            ``patch``, ``lr`` or ``seed``.
+    """
+    if not results:
+        raise ValueError("results: expected at least one sweep, got none")
+    keys = ("init", "steps", "batch", "patch", "lr", "seed")
+    first = {k: results[0].get("settings", {}).get(k) for k in keys}
+    merged: dict[str, Any] = {"runs": {}, "eval": {}, "sources": {}}
+    for index, result in enumerate(results):
+        fixed = {k: result.get("settings", {}).get(k) for k in keys}
+        if fixed != first:
+            raise ValueError(f"results[{index}]: settings {fixed} differ from the first sweep's {first}")
+        for label, run in result["runs"].items():
+            if label not in merged["runs"]:
+                merged["runs"][label], merged["sources"][label] = run, index
+        for dataset, methods in result["eval"].items():
+            target = merged["eval"].setdefault(dataset, {})
+            for label, scores in methods.items():
+                target.setdefault(label, scores)
+    return merged
 
 
 def _loss_runs(result: dict[str, Any]) -> dict[str, list[str]]:
@@ -82,7 +120,8 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
                                distortion: str = "psnr_y") -> Path:
     """PSNR-Y (x) against LPIPS-Alex (y), one curve per loss through its weights, one panel per eval set.
 
-    The ``l1`` control, the pretrained network and bicubic are single markers; matched operating points
+    The ``l1`` control and the pretrained network are single markers (bicubic's scores are in each panel's
+    title: plotted, they would squash the trained networks' corner); matched operating points
     (``result["matched"]``) are circled.
 
     Args:
@@ -118,7 +157,7 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
             x, y = values.get(distortion), values.get(perception)
             return None if x is None or y is None else (x, y)
 
-        for label, style in (("l1", "k*"), ("pretrained", "kx"), ("bicubic", "ko")):
+        for label, style in (("l1", "k*"), ("pretrained", "kx")):
             if (xy := point(label)) is not None:
                 ax.plot(*xy, style, label=label, markersize=9 if label == "l1" else 6)
         for loss, labels in _loss_runs(result).items():
@@ -129,7 +168,8 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
             for lab, xy in points:
                 if lab in matched:
                     ax.plot(*xy, "o", markersize=12, markerfacecolor="none", color=line.get_color())
-        ax.set_title(dataset)
+        bicubic = point("bicubic")  # far off the trained networks' scale: named in the title, not plotted
+        ax.set_title(dataset if bicubic is None else f"{dataset} (bicubic: {bicubic[0]:.2f}, {bicubic[1]:.3f})")
         ax.set_xlabel(f"{distortion} (higher is better)")
         ax.set_ylabel(f"{perception} (lower is better)")
         ax.grid(alpha=0.3)
