@@ -379,8 +379,8 @@ def test_matched_operating_point_and_pd_plot(tmp_path: Path) -> None:
         plot_perception_distortion(result, tmp_path / "pd2.png", perception="dists")
 
 
-def test_finetune_resumes_exactly(data: dict, pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  one_thread: None) -> None:
+def test_finetune_resumes_exactly(data: dict, pretrained: Path, trunks: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     from codecloss.tasks.sr_finetune import FinetuneConfig, run_finetune
 
     monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
@@ -400,6 +400,9 @@ def test_finetune_resumes_exactly(data: dict, pretrained: Path, tmp_path: Path, 
     assert straight["eval"] == resumed["eval"]
     with pytest.raises(ValueError, match="other settings"):
         run_finetune(_with(config(tmp_path / "resumed", 2), lr=1e-3))
+    grown = _with(config(tmp_path / "resumed", 2), losses=["aesop+codec", "vgg16-relu2_2"],
+                  vgg16_weights=str(trunks / "vgg16_features.pth"))
+    assert run_finetune(grown)["eval"]["bsd100"]["aesop+codec@0.5"] == resumed["eval"]["bsd100"]["aesop+codec@0.5"]
 
 
 def test_device_and_mode_options_are_checked(data: dict, pretrained: Path, tmp_path: Path,

@@ -195,7 +195,12 @@ def _load_run(config: FinetuneConfig, label: str, loss: str, ratio: float | None
 
 
 def _run_settings(config: FinetuneConfig, loss: str, ratio: float | None) -> dict[str, Any]:
-    return config.fixed() | {"loss": loss, "ratio": ratio}
+    """The settings run ``loss`` at ``ratio`` must resume with; the VGG16 trunk only where the loss reads it, so a
+    sweep that later adds a VGG16 loss still resumes its other runs."""
+    settings = config.fixed() | {"loss": loss, "ratio": ratio}
+    if parse_loss(loss)[1] not in VGG16_TRUNK_LOSSES:
+        del settings["vgg16_weights"]
+    return settings
 
 
 def run_finetune(config: FinetuneConfig, progress: bool | None = None) -> dict[str, Any]:
