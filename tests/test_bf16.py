@@ -180,3 +180,15 @@ def test_fast_bf16_available_on_cuda_needs_a_gpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert fast_bf16_available("cuda") is False
 
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_explicit_bfloat16_warns_where_it_is_slow(monkeypatch, caplog, fast) -> None:
+    from codecloss._dtype import resolve_task_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: fast)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with caplog.at_level("WARNING", logger="codecloss._dtype"):
+        assert resolve_task_dtype("bfloat16") is torch.bfloat16
+        assert resolve_task_dtype("auto") is (torch.bfloat16 if fast else torch.float32)
+    assert ("no fast bfloat16 units" in caplog.text) is not fast and len(caplog.records) == (0 if fast else 1)

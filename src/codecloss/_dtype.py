@@ -9,12 +9,15 @@ content terms) and Gram matrices. GDN's norm needs no float32 island: see :class
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Union
 
 import torch
 
 __all__ = ["COMPUTE_DTYPES", "TASK_DTYPES", "DtypeArg", "check_dtype", "compute_context", "fast_bf16_available",
            "resolve_task_dtype"]
+
+logger = logging.getLogger(__name__)
 
 #: What ``dtype=`` accepts (``None``: float32, or the caller's autocast dtype).
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -83,4 +86,7 @@ def resolve_task_dtype(choice: str, device: torch.device | str = "cpu", argument
         raise ValueError(f"{argument}: expected one of {', '.join(TASK_DTYPES)}, got {choice!r}")
     if choice == "auto":
         return torch.bfloat16 if fast_bf16_available(device) else torch.float32
+    if choice == "bfloat16" and not fast_bf16_available(device):
+        logger.warning("%s bfloat16: %s has no fast bfloat16 units (e.g. an AVX2-only CPU), where bfloat16 runs "
+                       "several times slower than float32; '%s auto' picks float32 here", argument, device, argument)
     return getattr(torch, choice)
