@@ -173,5 +173,6 @@ def plot_perception_distortion(result: dict[str, Any], path: str | os.PathLike[s
         ax.set_xlabel(f"{distortion} (higher is better)")
         ax.set_ylabel(f"{perception} (lower is better)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    legend = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    axes[0][-1].legend(list(legend.values()), list(legend), fontsize=7, loc="best")  # every panel's curves
     return save_figure(fig, path)
