@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from codecloss._dtype import TASK_DTYPES
 from codecloss._data_paths import CONTENT_DIR, NATURAL_TRAIN_DIRS, STYLE_DIR
+from codecloss._dtype import TASK_DTYPES, compute_context, fast_bf16_available
 from codecloss.evaluate.images import list_images, read_image, save_montage
 from codecloss.tasks.gatys import resize_shorter
 from codecloss.tasks.judges import judge_style
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the cells and the per-loss summary here")
     parser.add_argument("--montage", type=Path, help="contents x (style, loss) picture")
     parser.add_argument("--models", type=Path, help="copy each trained model here as {style}-{loss}.pth")
+    parser.add_argument("--content-weight", type=float,
+                        help="content weight of every trained row (default: train-style's); the rows are then "
+                             "labelled LOSS-cwW, e.g. to match VGG16's SSIM to content with the codec's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-sizes", type=int, nargs="*", default=[512, 1024],
                         help="also time one forward pass of each model at these square sizes (median of 3)")
@@ -74,11 +77,12 @@ def main() -> None:
                 model: torch.nn.Module = torch.nn.Identity()
             else:
                 model = _trained(args, style, style_path, loss, runs)
+            label = loss if loss == "content" or args.content_weight is None else f"{loss}-cw{args.content_weight:g}"
             for name, content in contents.items():
                 content = resize_shorter(content, args.judge_size)
                 with torch.inference_mode():
                     result = model(content)
-                cells.append({"style": style, "loss": loss, "content": name, **judge_style(result, style_image, content)})
+                cells.append({"style": style, "loss": label, "content": name, **judge_style(result, style_image, content)})
                 rows[name].append(result[0])
                 logger.info("%s", cells[-1])
     summary = _summary(cells)
@@ -93,26 +97,31 @@ def main() -> None:
 
 def _trained(args: argparse.Namespace, style: str, style_path: Path, loss: str, runs: dict) -> torch.nn.Module:
     """Train (or resume) one cell, record its cost in ``runs``, copy its model, and load it."""
-    settings = {"style": str(style_path), "out_dir": str(args.out / f"{style}-{loss}"),
+    cell = f"{style}-{loss}" if args.content_weight is None else f"{style}-{loss}-cw{args.content_weight:g}"
+    settings = {"style": str(style_path), "out_dir": str(args.out / cell),
                 "data_dirs": [str(ROOT / d) for d in NATURAL_TRAIN_DIRS],
                 "dtype": args.dtype, **LOSSES[loss]}
     if args.steps:
         settings["steps"] = args.steps
+    if args.content_weight is not None:
+        settings["content_weight"] = args.content_weight
     summary = train_stylizer(StyleTrainConfig(**settings), resume=True, progress=None)
-    runs[f"{style}-{loss}"] = {k: summary[k] for k in ("steps", "train_seconds", "seconds_per_step", "peak_memory_mib")}
+    runs[cell] = {k: summary[k] for k in ("steps", "train_seconds", "seconds_per_step", "peak_memory_mib")}
     model = load_stylizer(summary["model"])
-    runs[f"{style}-{loss}"]["inference_seconds"] = {side: _time_forward(model, side) for side in args.time_sizes}
+    runs[cell]["inference_seconds"] = {side: _time_forward(model, side) for side in args.time_sizes}
+    if fast_bf16_available():
+        runs[cell]["inference_seconds_bfloat16"] = {side: _time_forward(model, side, torch.bfloat16) for side in args.time_sizes}
     if args.models:
         args.models.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(summary["model"], args.models / f"{style}-{loss}.pth")
+        shutil.copyfile(summary["model"], args.models / f"{cell}.pth")
     return model
 
 
-def _time_forward(model: torch.nn.Module, side: int, reps: int = 3) -> float:
-    """Median wall time of one forward pass on a ``side`` x ``side`` image."""
+def _time_forward(model: torch.nn.Module, side: int, dtype: torch.dtype = torch.float32, reps: int = 3) -> float:
+    """Median wall time of one forward pass on a ``side`` x ``side`` image, computed in ``dtype``."""
     image = torch.rand(1, 3, side, side)
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), compute_context(dtype, image.device):
         for _ in range(reps):
             start = time.perf_counter()
             model(image)

@@ -184,10 +184,19 @@ def test_reference_networks_never_download(monkeypatch: pytest.MonkeyPatch) -> N
         assert network.params > 0 and not any(p.requires_grad for p in network.module.parameters())
 
 
-def test_vgg16_is_truncated_after_relu5_3() -> None:
+def test_vgg16_is_the_reference_trunk_run_to_relu5_3() -> None:
+    from codecloss.reference import Trunk
+
     network = bench.build_network("vgg16-lpips")
     assert network.taps == "relu1_2, relu2_2, relu3_3, relu4_3, relu5_3"
-    assert len(network.module.stages) == 1 + 30  # normalisation + vgg16.features[:30]
+    assert isinstance(network.module, Trunk) and network.module.backbone_id == "vgg16"
+    ran = []
+    last_pool = network.module.features[30].register_forward_hook(lambda *_: ran.append("pool5"))
+    try:
+        network.content(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    finally:
+        last_pool.remove()
+    assert ran == []  # the trunk stops after relu5_3
 
 
 @pytest.mark.parametrize(

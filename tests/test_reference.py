@@ -70,16 +70,33 @@ def test_trunk_is_frozen_eval_and_passes_gradients(trunks) -> None:
 def test_stops_after_deepest_tap_and_keeps_conv_output(trunks) -> None:
     vgg = trunks["vgg16"]
     ran = []
-    hooks = [m.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, m in enumerate(vgg.features)]
+    convs = [(k, m) for k, m in enumerate(vgg.features) if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, m in convs]
     try:
         out = vgg.extract(torch.rand(1, 3, 32, 32), ["relu1_1", "conv1_2"])
     finally:
         for hook in hooks:
             hook.remove()
-    assert ran == [0, 1, 2] and list(out) == ["relu1_1", "conv1_2"]
+    assert ran == [0, 2] and list(out) == ["relu1_1", "conv1_2"]
     both = vgg.extract(torch.rand(1, 3, 32, 32), ["conv1_1", "relu1_1"])
     assert both["conv1_1"].min() < 0  # not overwritten by an in-place ReLU
     assert torch.equal(both["relu1_1"], both["conv1_1"].clamp_min(0))
+
+
+def test_trunk_as_the_backbone_of_the_loss(trunks) -> None:
+    from codecloss import CodecPerceptualLoss
+    from codecloss.losses import content_loss
+
+    vgg = trunks["vgg16"]
+    loss_fn = CodecPerceptualLoss(vgg)
+    assert list(loss_fn.layer_weights) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"]
+    x, y = torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32)
+    value = loss_fn(x, y)
+    fx, fy = vgg.extract(x, loss_fn.layer_weights), vgg.extract(y, loss_fn.layer_weights)
+    assert torch.allclose(value, sum(content_loss(fx[t], fy[t]) for t in fx).mean())
+    value.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert CodecPerceptualLoss(trunks["alexnet"]).extractor.default_layers == ["relu1", "relu2", "relu3", "relu4", "relu5"]
 
 
 def test_input_range_and_imagenet_normalisation(trunks) -> None:

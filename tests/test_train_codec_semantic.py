@@ -135,15 +135,36 @@ def test_alexnet_maps_are_resized_to_the_codec_taps():
     assert value.ndim == 0 and 0 < value.item() < 4
 
 
+def test_bfloat16_teacher_gives_the_float32_term():
+    torch.manual_seed(0)
+    codec = build_model("factorized", 16, 16)
+    teacher, pairs = trunk("vgg16", weights=None, seed=0), {"gdn2": "relu3_3", "gdn3": "relu4_3"}
+    exact, fast = Distillation(teacher, pairs, codec.g_a), Distillation(teacher, pairs, codec.g_a, torch.bfloat16)
+    x = torch.rand(2, 3, 64, 64)
+    predictions = {k: v.detach().requires_grad_() for k, v in exact.wrap(codec, exact.heads())(x)["semantic"].items()}
+    values, grads = [], []
+    for distillation in (exact, fast):
+        value = distillation.loss(predictions, x)
+        values.append(value.item())
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(value, list(predictions.values()))]))
+    assert values[0] != values[1]  # bfloat16 did run: the teacher's features are rounded
+    assert abs(values[1] - values[0]) <= 1e-3 * values[0]
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) >= 0.999
+    assert next(teacher.parameters()).dtype == torch.float32
+
+
 def test_cli_options_reach_the_config_and_resume(images, tmp_path, trunks, capsys, monkeypatch):
     monkeypatch.setenv("CODECLOSS_TRUNKS", str(trunks))  # the default teacher file
     out = tmp_path / "run"
     args = ["train-codec", "--out", str(out), "--data", str(images), "--val-dir", "none", "--no-progress",
             "--N", "16", "--M", "16", "--crop", "32", "--batch-size", "2", "--log-every", "1", "--steps", "1",
-            "--semantic-weight", "0.25", "--semantic-taps", "gdn1=relu2_2", "gdn3=relu4_3"]
+            "--semantic-weight", "0.25", "--semantic-taps", "gdn1=relu2_2", "gdn3=relu4_3", "--teacher-dtype", "bfloat16",
+            "--json"]
     assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["teacher_dtype"] == "bfloat16"
     config = load_config(out)
     assert (config.semantic_weight, config.semantic_teacher, config.teacher_weights) == (0.25, "vgg16", None)
+    assert config.teacher_dtype == "bfloat16"
     assert config.semantic_taps == {"gdn1": "relu2_2", "gdn3": "relu4_3"}
     assert set(load_checkpoint(out)["semantic_heads"]) == {"gdn1.weight", "gdn3.weight"}
     assert cli.main(["train-codec", "--out", str(out), "--resume", "--steps", "2", "--json"]) == 0
@@ -192,6 +213,7 @@ def test_config_fields_are_validated(images, tmp_path):
         (dict(semantic_taps=["gdn2=relu3_3"]), "semantic_taps must be None or a non-empty dict"),
         (dict(semantic_weight=float("nan")), "semantic_weight must be a finite number >= 0"),
         (dict(teacher_weights=""), "teacher_weights must be None or a file path"),
+        (dict(teacher_dtype="float16"), "teacher_dtype must be one of ['auto', 'float32', 'bfloat16'], got 'float16'"),
     ]:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
             dataclasses.replace(_config(images, tmp_path), **fields).validate()

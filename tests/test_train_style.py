@@ -129,6 +129,13 @@ def test_cli_trains_then_stylizes_any_size(folders, tmp_path, capsys, one_thread
     result = tmp_path / "out.png"
     assert main(["stylize", str(content), "--model", str(out / "stylizer.pth"), "-o", str(result)]) == 0
     assert Image.open(result).size == (45, 37)
+    capsys.readouterr()
+    fast = tmp_path / "out-bf16.png"
+    assert main(["stylize", str(content), "--model", str(out / "stylizer.pth"), "-o", str(fast), "--dtype", "bfloat16",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "bfloat16"
+    exact, rounded = (np.asarray(Image.open(path), np.float64) for path in (result, fast))
+    assert np.abs(exact - rounded).max() <= 8  # bfloat16's 8-bit mantissa: a few 8-bit levels at most
 
 
 @pytest.mark.parametrize("case", ["missing_style", "unreadable_style", "small_crop", "not_a_model", "model_and_style"])

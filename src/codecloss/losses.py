@@ -22,7 +22,7 @@ from codecloss._dtype import DtypeArg, check_dtype, compute_context
 from codecloss._layout import chunks, dense, memory_format_of, pixel_rows
 from codecloss._validate import check_choice, check_image, check_input_range, check_pair, check_values
 from codecloss.backbones import DEFAULT_BACKBONE, WeightsArg, load_backbone
-from codecloss.features import FeatureExtractor
+from codecloss.features import TappedNetwork
 
 __all__ = [
     "CHECK_MODES",
@@ -173,7 +173,7 @@ def reduce(values: Tensor, reduction: str) -> Tensor:
 
 
 def resolve_layer_weights(
-    argument: str, layers: LayersArg, extractor: FeatureExtractor, *, allow_empty: bool = False
+    argument: str, layers: LayersArg, extractor: TappedNetwork, *, allow_empty: bool = False
 ) -> dict[str, float]:
     """Validate ``layers`` (tap names or tap -> weight) against ``extractor``; return them in forward order.
 
@@ -209,8 +209,9 @@ class CodecPerceptualLoss(nn.Module):
         + \lambda_s \sum_{s \in \text{style\_layers}} w_s \lVert G(\phi_s(x)) - G(\phi_s(y_s)) \rVert^2
 
     Args:
-        backbone: backbone id (see :func:`codecloss.list_backbones`) or a
-            :class:`~codecloss.features.FeatureExtractor` (e.g. from :func:`codecloss.from_compressai`).
+        backbone: backbone id (see :func:`codecloss.list_backbones`), a
+            :class:`~codecloss.features.FeatureExtractor` (e.g. from :func:`codecloss.from_compressai`) or a
+            reference trunk (:func:`codecloss.reference.trunk`, e.g. the ImageNet VGG16 as a baseline).
         layers: content taps, a sequence of names or a mapping name -> weight; ``None`` uses the
             backbone's default taps (each nonlinearity's output and ``y``).
         weights: ``"default"``, a registry name, a checkpoint path, or ``None`` (random init, warns).
@@ -240,7 +241,7 @@ class CodecPerceptualLoss(nn.Module):
 
     def __init__(
         self,
-        backbone: str | FeatureExtractor = DEFAULT_BACKBONE,
+        backbone: str | TappedNetwork = DEFAULT_BACKBONE,
         layers: LayersArg = None,
         weights: WeightsArg = "default",
         content: str = "l2",
@@ -266,7 +267,7 @@ class CodecPerceptualLoss(nn.Module):
                 "pass style_weight > 0 (e.g. style_weight=1.0) or drop style_layers"
             )
         self.style_weight = float(style_weight)
-        self.extractor = backbone if isinstance(backbone, FeatureExtractor) else load_backbone(backbone, weights)
+        self.extractor = backbone if isinstance(backbone, TappedNetwork) else load_backbone(backbone, weights)
         default = self.extractor.default_layers
         self.layer_weights = resolve_layer_weights(
             "layers", default if layers is None else layers, self.extractor, allow_empty=self.style_weight > 0

@@ -4,10 +4,9 @@ Every network is a loss ``fn(x, y) -> scalar`` on images in [0, 1]:
 
 * codec backbones (any id of :func:`codecloss.list_backbones`): :class:`~codecloss.CodecPerceptualLoss`
   with the backbone's default taps;
-* ``vgg16-lpips``, ``vgg19-gatys``, ``alexnet-lpips``: torchvision feature networks (``weights=None``)
-  truncated after the deepest tap, run through the *same* loss code as the codecs
-  (:class:`~codecloss.FeatureExtractor` + :class:`~codecloss.CodecPerceptualLoss`), so only the
-  feature network differs;
+* ``vgg16-lpips``, ``vgg19-gatys``, ``alexnet-lpips``: the :func:`codecloss.reference.trunk` networks
+  (random init) run to their deepest tap through the *same* loss code as the codecs
+  (:class:`~codecloss.CodecPerceptualLoss`), so only the feature network differs;
 * ``piq-lpips``, ``piq-dists``, ``piq-content``, ``piq-style``: piq's own modules, built without
   downloading (see :func:`_piq_offline`);
 * ``lpips-vgg``, ``lpips-alex``: the ``lpips`` package (when installed) with ``pretrained=False,
@@ -29,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from codecloss.backbones import DEFAULT_BACKBONE, get_backbone_spec, list_backbones, load_backbone
-from codecloss.features import FeatureExtractor
 from codecloss.losses import CodecPerceptualLoss, content_loss
 
 __all__ = [
@@ -48,14 +46,8 @@ BASELINE = "vgg16-lpips"
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# torchvision ``features`` indices of the ReLU outputs used as taps.
-_VGG16_TAPS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
-_VGG19_STYLE = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
-_VGG19_CONTENT = {"relu4_2": 22}
-_ALEXNET_TAPS = {"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11}
+_VGG19_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+_VGG19_CONTENT = ("relu4_2",)
 #: Codec whose plain CompressAI ``g_a`` is measured as ``compressai-plain`` (the issue's reference setting).
 _PLAIN_BACKBONE = "bmshj2018-hyperprior-mse-q3"
 
@@ -92,37 +84,21 @@ class BenchNetwork:
         return sum(p.numel() for p in self.module.parameters())
 
 
-class _ImageNetNormalize(nn.Module):
-    """``(x - mean) / std`` with ImageNet statistics, as VGG/AlexNet losses do."""
+def _tapped_network(name: str, arch: str, content: Sequence[str] | None = None,
+                    style: Sequence[str] | None = None) -> BenchNetwork:
+    """A :func:`codecloss.reference.trunk` at random init, through codecloss's own loss code.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+    ``content`` and ``style`` default to the trunk's :attr:`~codecloss.reference.Trunk.default_layers`.
+    """
+    from codecloss.reference import trunk
 
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
-
-def _torchvision_features(arch: str) -> nn.Sequential:
-    import torchvision
-
-    return getattr(torchvision.models, arch)(weights=None).features
-
-
-def _tapped_network(name: str, arch: str, content: dict[str, int], style: dict[str, int]) -> BenchNetwork:
-    """A torchvision network truncated after its deepest tap, through codecloss's own loss code."""
-    deepest = max([*content.values(), *style.values()])
-    stages = nn.Sequential(_ImageNetNormalize(), *_torchvision_features(arch)[: deepest + 1])
-    extractor = FeatureExtractor(stages, backbone_id=name)
-    tap = {label: extractor.tap_names[index + 1] for label, index in {**content, **style}.items()}  # +1: normalise stage
-    all_taps = [tap[label] for label in {**content, **style}]
-    content_loss = CodecPerceptualLoss(extractor, layers=all_taps)
-    style_loss = CodecPerceptualLoss(
-        extractor, layers=[tap[label] for label in content], style_layers=[tap[label] for label in style], style_weight=1.0
-    )
+    extractor = trunk(arch, weights=None)
+    content = list(content or extractor.default_layers)
+    style = list(style or content)
+    content_loss_fn = CodecPerceptualLoss(extractor, layers=list(dict.fromkeys([*content, *style])))
+    style_loss_fn = CodecPerceptualLoss(extractor, layers=content, style_layers=style, style_weight=1.0)
     labels = ", ".join(content) if content == style else f"content {', '.join(content)}; style {', '.join(style)}"
-    return BenchNetwork(name, "torchvision", labels, extractor, content_loss, style_loss)
+    return BenchNetwork(name, "torchvision", labels, extractor, content_loss_fn, style_loss_fn)
 
 
 def _codec(backbone: str) -> BenchNetwork:
@@ -233,9 +209,9 @@ def _lpips(name: str) -> BenchNetwork:
 
 #: Non-codec networks: name -> builder.
 REFERENCE_NETWORKS: dict[str, Callable[[], BenchNetwork]] = {
-    "vgg16-lpips": lambda: _tapped_network("vgg16-lpips", "vgg16", _VGG16_TAPS, _VGG16_TAPS),
+    "vgg16-lpips": lambda: _tapped_network("vgg16-lpips", "vgg16"),
     "vgg19-gatys": lambda: _tapped_network("vgg19-gatys", "vgg19", _VGG19_CONTENT, _VGG19_STYLE),
-    "alexnet-lpips": lambda: _tapped_network("alexnet-lpips", "alexnet", _ALEXNET_TAPS, _ALEXNET_TAPS),
+    "alexnet-lpips": lambda: _tapped_network("alexnet-lpips", "alexnet"),
     "piq-lpips": lambda: _piq("piq-lpips"),
     "piq-dists": lambda: _piq("piq-dists"),
     "piq-content": lambda: _piq("piq-content"),

@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--dtype", choices=TASK_DTYPES, default="float32",
                    help="compute dtype of the loss network; auto = bfloat16 where the device has fast bfloat16 "
-                        "matrix units (default float32; Gram matrices and the image stay float32; not used with --model)")
+                        "matrix units (default float32; Gram matrices and the image stay float32; with --model: the "
+                        "stylizer's own compute dtype)")
     p.add_argument("--json", action="store_true", help="print settings, final terms and time as JSON")
     p.add_argument("--judge", action="store_true",
                    help="also score the result with the independent judges (texture statistics, random VGG Gram, "
@@ -135,6 +136,7 @@ def _run_model(args: argparse.Namespace, output: Path) -> int:
 
     import torch
 
+    from codecloss._dtype import compute_context, resolve_task_dtype
     from codecloss._io import atomic_save_image
     from codecloss.tasks.gatys import read_single_image, resize_shorter
     from codecloss.tasks.stylizer_net import load_stylizer
@@ -149,12 +151,13 @@ def _run_model(args: argparse.Namespace, output: Path) -> int:
     image = read_single_image(args.content, "content")
     if args.size is not None:
         image = resize_shorter(image, args.size)
+    dtype = resolve_task_dtype(args.dtype, args.device)
     start = time.perf_counter()
-    with torch.inference_mode():
-        result = model(image.to(args.device)).cpu()
+    with torch.inference_mode(), compute_context(dtype, torch.device(args.device)):
+        result = model(image.to(args.device)).float().cpu()
     seconds = time.perf_counter() - start
     atomic_save_image(result, output)
     report = {"content": args.content, "model": args.model, "output": args.output, "meta": model.meta,
-              "size": list(result.shape[-2:]), "seconds": round(seconds, 4)}
+              "size": list(result.shape[-2:]), "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 4)}
     print(json.dumps(report, indent=2) if args.json else f"{args.output}\t{seconds:.3f} s")
     return 0

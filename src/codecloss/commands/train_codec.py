@@ -186,6 +186,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="codec tap = teacher layer pairs of equal stride (default vgg16: gdn2=relu3_3 gdn3=relu4_3; "
         "alexnet: gdn2=relu1 gdn3=relu2)",
     )
+    p.add_argument(
+        "--teacher-dtype", choices=("auto", "float32", "bfloat16"),
+        help="compute dtype of the frozen teacher (auto: bfloat16 where the device has fast bf16 units; the codec "
+        "trains in float32) (default float32)",
+    )
     add_progress_argument(p)
     p.set_defaults(func=run)
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from codecloss._validate import check_choice
 from codecloss.features import TapInfo, TappedNetwork
 
-__all__ = ["TRUNK_NAMES", "TRUNKS_ENV", "Trunk", "WeightsArg", "as_trunk", "trunk", "trunk_file"]
+__all__ = ["DEFAULT_LAYERS", "TRUNK_NAMES", "TRUNKS_ENV", "Trunk", "WeightsArg", "as_trunk", "trunk", "trunk_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _VGG_CONFIGS = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
 _ALEXNET_CONVS = (0, 3, 6, 8, 10)  # indices of the convolutions in torchvision's alexnet().features
+#: Each trunk's default taps: LPIPS's ReLU outputs (VGG16, AlexNet), Gatys et al.'s style taps (VGG19).
+DEFAULT_LAYERS = {
+    "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+    "vgg19": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+    "alexnet": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+}
 _TORCHVISION_WEIGHTS = {"vgg16": "VGG16_Weights", "vgg19": "VGG19_Weights", "alexnet": "AlexNet_Weights"}
 
 
@@ -97,8 +103,9 @@ def _tap_infos(name: str, features: nn.Sequential) -> tuple[TapInfo, ...]:
 class Trunk(TappedNetwork):
     """A frozen torchvision trunk with named taps; build one with :func:`trunk`.
 
-    Inputs are RGB, mapped to [0, 1] and ImageNet-normalised inside. ReLUs never run in place, so a
-    tapped convolution output (BasicSR's "before ReLU" features) is kept.
+    Inputs are RGB, mapped to [0, 1] and ImageNet-normalised inside. A ReLU overwrites its convolution's
+    output (as torchvision's in-place ReLUs do, saving a map per layer) unless that output is a requested
+    tap (BasicSR's "before ReLU" features), which is then kept.
 
     Args:
         name: one of :data:`TRUNK_NAMES`, reported as ``backbone_id``.
@@ -132,10 +139,16 @@ class Trunk(TappedNetwork):
         out: OrderedDict[str, Tensor] = OrderedDict()
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         for index in range(max(wanted, default=-1) + 1):
-            x = self.features[index](x)
+            module = self.features[index]
+            x = torch.relu_(x) if isinstance(module, nn.ReLU) and index - 1 not in wanted else module(x)
             if index in wanted:
                 out[wanted[index]] = x
         return out
+
+    @property
+    def default_layers(self) -> list[str]:
+        """The taps a loss uses when none are named (:data:`DEFAULT_LAYERS`)."""
+        return list(DEFAULT_LAYERS[self.backbone_id])
 
     def extra_repr(self) -> str:
         return f"backbone_id={self.backbone_id!r}, weights={self.weights_source!r}"

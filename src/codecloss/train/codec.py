@@ -352,4 +352,5 @@ def _train(
         "stopped": stopped,
         "steps_per_sec": done / session if done and session > 0 else None,
         "world_size": ctx.world_size,
+        "teacher_dtype": None if distillation is None else str(distillation.dtype).removeprefix("torch."),
     }

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from codecloss._dtype import TASK_DTYPES
+
 __all__ = ["ARCHS", "DISTORTIONS", "MS_SSIM_MIN_SIDE", "SEMANTIC_TAPS", "ZOO_ARCHITECTURE", "TrainConfig"]
 
 #: Supported architectures -> the multiple that crop sizes must respect.
@@ -80,6 +82,8 @@ class TrainConfig:
             (None: the teacher's defaults in :data:`SEMANTIC_TAPS`).
         semantic_weight: weight beta of the semantic term S, ``loss = R + lmbda * D + beta * S`` (see
             :mod:`codecloss.train.semantic`); 0 turns it off (no teacher, no heads).
+        teacher_dtype: compute dtype of the frozen teacher, one of :data:`~codecloss._dtype.TASK_DTYPES`
+            (``"auto"``: bfloat16 where the device runs it fast); the codec itself always trains in float32.
 
     Example:
         >>> TrainConfig(data_dirs=["a"], out_dir="runs/x", crop=64).arch
@@ -120,6 +124,7 @@ class TrainConfig:
     teacher_weights: str | None = None
     semantic_taps: dict[str, str] | None = None
     semantic_weight: float = 0.0
+    teacher_dtype: str = "float32"
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
@@ -178,6 +183,8 @@ class TrainConfig:
         weight = self.semantic_weight
         if not (isinstance(weight, (int, float)) and weight >= 0 and math.isfinite(weight)):
             raise ValueError(f"semantic_weight must be a finite number >= 0, got {weight!r}")
+        if self.teacher_dtype not in TASK_DTYPES:
+            raise ValueError(f"teacher_dtype must be one of {list(TASK_DTYPES)}, got {self.teacher_dtype!r}")
 
     @property
     def uses_ms_ssim(self) -> bool:

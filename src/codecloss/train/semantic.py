@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codecloss._dtype import compute_context, resolve_task_dtype
 from codecloss.features import FeatureExtractor, TapInfo
 from codecloss.losses import normalize_channels
 from codecloss.reference.trunks import Trunk, as_trunk
@@ -86,13 +87,17 @@ class Distillation:
         teacher: the frozen ImageNet trunk (moved to float32 here).
         pairs: codec tap -> teacher layer, each pair at equal stride.
         g_a: the analysis transform of the codec being trained (only read, for its taps).
+        dtype: the teacher's compute dtype (its weights stay float32; bfloat16 runs under autocast and
+            its features are returned to float32 before the distance).
 
     Raises:
         ValueError: an unknown codec tap or teacher layer, or a pair of unequal strides (messages
             start with ``semantic_taps:``).
     """
 
-    def __init__(self, teacher: Trunk, pairs: Mapping[str, str], g_a: nn.Module) -> None:
+    def __init__(
+        self, teacher: Trunk, pairs: Mapping[str, str], g_a: nn.Module, dtype: torch.dtype = torch.float32
+    ) -> None:
         codec_taps = {tap.name: tap for tap in FeatureExtractor(g_a).taps}
         layers = {tap.name: tap for tap in teacher.taps}
         self.pairs = dict(pairs)
@@ -113,13 +118,15 @@ class Distillation:
                 )
             self.codec_taps[name], self.teacher_taps[name] = codec_taps[name], layers[layer]
         self.teacher = teacher.float().eval()
+        self.dtype = dtype
 
     @classmethod
     def from_config(cls, config: TrainConfig, g_a: nn.Module, device: torch.device | str = "cpu") -> "Distillation":
         """The distillation ``config`` asks for: its teacher (``teacher_weights`` or the default file) and pairs.
 
         Args:
-            config: the run's settings (``semantic_teacher``, ``teacher_weights``, :attr:`TrainConfig.semantic_pairs`).
+            config: the run's settings (``semantic_teacher``, ``teacher_weights``, ``teacher_dtype``,
+                :attr:`TrainConfig.semantic_pairs`).
             g_a: the analysis transform of the codec being trained.
             device: where the teacher runs (the codec's device).
 
@@ -131,7 +138,9 @@ class Distillation:
             ValueError: a file of another network, or bad pairs (see the class).
         """
         teacher = as_trunk(config.semantic_teacher, config.teacher_weights, argument="teacher_weights")
-        return cls(teacher.to(device), config.semantic_pairs, g_a)
+        dtype = resolve_task_dtype(config.teacher_dtype, device, "teacher_dtype")
+        logger.info("semantic teacher %s computes in %s", config.semantic_teacher, str(dtype).removeprefix("torch."))
+        return cls(teacher.to(device), config.semantic_pairs, g_a, dtype)
 
     def heads(self) -> nn.ModuleDict:
         """Fresh linear heads (1x1 convolutions without bias), codec tap name -> head."""
@@ -159,11 +168,11 @@ class Distillation:
         """
         if images.device.type == "cpu":  # oneDNN runs the teacher's convolutions about 1.4x faster in NHWC
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
+        with torch.no_grad(), compute_context(self.dtype, images.device):
             targets = self.teacher.extract(images, list(dict.fromkeys(self.pairs.values())))
         terms = []
         for name, layer in self.pairs.items():
-            prediction, target = predictions[name], targets[layer]
+            prediction, target = predictions[name], targets[layer].float()
             if target.shape[-2:] != prediction.shape[-2:]:
                 target = F.interpolate(target, size=prediction.shape[-2:], mode="bilinear", align_corners=False)
             terms.append((normalize_channels(prediction) - normalize_channels(target)).pow(2).sum(dim=1).mean())
