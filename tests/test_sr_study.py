@@ -309,6 +309,25 @@ def test_every_sweep_loss_builds_and_gives_finite_gradients(name: str, trunks: P
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
+def test_aesop_is_public_and_takes_any_size(one_thread: None) -> None:
+    import codecloss
+
+    loss = codecloss.AESOPLoss("codecloss-small-mse")
+    hr = _photo_like(60, 52, 2).unsqueeze(0)  # not multiples of the codec's stride, 16
+    sr = upscale_bicubic(downscale(hr, 4), 4).requires_grad_(True)
+    assert loss(hr, hr).item() == 0.0
+    value = loss(sr, hr)
+    value.backward()
+    assert value > 0 and sr.grad.shape == sr.shape and sr.grad.abs().sum() > 0
+    a, b = sr.detach()[..., :48, :48], hr[..., :48, :48]  # 16 px-aligned: no padding, the plain definition
+    with torch.no_grad():
+        assert torch.allclose(loss(a, b), F.l1_loss(loss.g_s(loss.g_a(a)), loss.g_s(loss.g_a(b))))
+    with pytest.raises(ValueError, match=r"^sr and hr: expected the same shape"):
+        loss(sr, hr[..., :48, :48])
+    with pytest.raises(TypeError, match=r"^hr: expected a floating point tensor"):
+        loss(sr, (hr * 255).to(torch.uint8))
+
+
 @pytest.mark.parametrize("change", [
     ("--losses", "nope", "unknown loss"),
     ("--losses", "lpips-alex", "judge"),

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 #: Public name -> submodule of :mod:`codecloss` that defines it.
 _EXPORTS: dict[str, str] = {
+    "AESOPLoss": "tasks.sr_losses",
     "DEFAULT_BACKBONE": "backbones",
     "CPIPS": "cpips",
     "BackboneSpec": "backbones",

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codecloss import DEFAULT_BACKBONE, CodecPerceptualLoss, content_loss
+from codecloss._validate import check_image
 from codecloss.tasks.sr_metrics import radial_power_spectrum
 
 __all__ = ["AESOP", "AESOPLoss", "CODEC_LAYERS", "LOSS_NAMES", "REFUSED_LOSSES", "VGG16_LOSSES", "VGG16_TRUNK_LOSSES",
@@ -97,19 +98,23 @@ class AESOPLoss(nn.Module):
     """AESOP (Lee et al., "Auto-Encoded Supervision for Perceptual Image Super-Resolution", CVPR 2025).
 
     L1 between the frozen codec's reconstructions ``g_s(g_a(sr))`` and ``g_s(g_a(hr))``: a pixel loss that
-    ignores what the autoencoder cannot reproduce. The latent is not quantised (no rounding, no noise): the
-    continuous autoencoder, whose reconstruction keeps the image's structure. Images must have sides that
-    are multiples of 16 (the codec's stride), as the study's crops do.
+    ignores what the autoencoder cannot reproduce, used in place of the L1 pixel term of an SR or
+    restoration objective. The latent is not quantised (no rounding, no noise): the continuous autoencoder,
+    whose reconstruction keeps the image's structure. Images of any size are padded (edge replication) to a
+    multiple of the codec's stride, 16, and the reconstructions cropped back.
 
     Args:
         backbone: codec backbone id.
         weights: codec weights (``"default"``, a registry name or a file).
 
     Example:
-        >>> loss = AESOPLoss()  # doctest: +SKIP
-        >>> loss(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape  # doctest: +SKIP
+        >>> loss = codecloss.AESOPLoss()  # doctest: +SKIP
+        >>> loss(torch.rand(2, 3, 60, 64), torch.rand(2, 3, 60, 64)).shape  # doctest: +SKIP
         torch.Size([])
     """
+
+    #: The codec's total stride: inputs are padded to a multiple of it.
+    STRIDE = 16
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str = "default") -> None:
         super().__init__()
@@ -122,11 +127,23 @@ class AESOPLoss(nn.Module):
         """Keep the frozen codec in eval mode whatever ``mode`` is."""
         return super().train(False)
 
+    def _autoencode(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (0, -w % self.STRIDE, 0, -h % self.STRIDE), mode="replicate")
+        return self.g_s(self.g_a(padded))[..., :h, :w]
+
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        """L1 between the autoencoded ``sr`` and ``hr`` (N, 3, H, W) in [0, 1]; differentiable in ``sr``."""
+        """Mean L1 between the autoencoded ``sr`` and ``hr``, (N, 3, H, W) in [0, 1]; differentiable in ``sr``.
+
+        Raises:
+            TypeError, ValueError: not image batches of one shape (messages name ``sr`` or ``hr``).
+        """
+        sr, hr = check_image(sr, "sr"), check_image(hr, "hr")
+        if sr.shape != hr.shape:
+            raise ValueError(f"sr and hr: expected the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
         with torch.no_grad():
-            target = self.g_s(self.g_a(hr))
-        return F.l1_loss(self.g_s(self.g_a(sr)), target)
+            target = self._autoencode(hr)
+        return F.l1_loss(self._autoencode(sr), target)
 
 
 def parse_loss(name: str) -> tuple[str, str | None]:
