@@ -43,6 +43,7 @@ LOSSES = {
     "vgg16": {"loss": "vgg16", "weights": None},
 }
 
+DEFAULT_CONTENT_WEIGHT = StyleTrainConfig.content_weight
 logger = logging.getLogger("train_style")
 
 
@@ -57,9 +58,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the cells and the per-loss summary here")
     parser.add_argument("--montage", type=Path, help="contents x (style, loss) picture")
     parser.add_argument("--models", type=Path, help="copy each trained model here as {style}-{loss}.pth")
-    parser.add_argument("--content-weight", type=float,
-                        help="content weight of every trained row (default: train-style's); the rows are then "
-                             "labelled LOSS-cwW, e.g. to match VGG16's SSIM to content with the codec's")
+    parser.add_argument("--content-weight", type=float, nargs="+", default=[DEFAULT_CONTENT_WEIGHT],
+                        help="content weight(s) of the trained rows, one row per loss and weight (default: "
+                             "train-style's); rows at another weight than the default are labelled LOSS-cwW, e.g. to "
+                             "match VGG16's SSIM to content with the codec's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-sizes", type=int, nargs="*", default=[512, 1024],
                         help="also time one forward pass of each model at these square sizes (median of 3)")
@@ -72,12 +74,14 @@ def main() -> None:
     for style in args.styles:
         style_path = ROOT / STYLE_DIR / f"{style}.jpg"
         style_image = read_image(style_path)[None]
-        for loss in args.losses:
+        rows_of_style = [("content", None) if loss == "content" else (loss, weight)
+                         for loss in args.losses for weight in ([None] if loss == "content" else args.content_weight)]
+        for loss, weight in rows_of_style:
+            label = _label(loss, weight)
             if loss == "content":
                 model: torch.nn.Module = torch.nn.Identity()
             else:
-                model = _trained(args, style, style_path, loss, runs)
-            label = loss if loss == "content" or args.content_weight is None else f"{loss}-cw{args.content_weight:g}"
+                model = _trained(args, style, style_path, loss, weight, f"{style}-{label}", runs)
             for name, content in contents.items():
                 content = resize_shorter(content, args.judge_size)
                 with torch.inference_mode():
@@ -91,20 +95,24 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "by_style": by_style, "runs": runs, "cells": cells}, indent=1) + "\n")
     if args.montage:
-        style_row = [torch.ones(3, 8, 8)] + [read_image(ROOT / STYLE_DIR / f"{s}.jpg") for s in args.styles for _ in args.losses]
+        style_row = [torch.ones(3, 8, 8)] + [read_image(ROOT / STYLE_DIR / f"{s}.jpg") for s in args.styles for _ in rows_of_style]
         save_montage([style_row, *rows.values()], args.montage)
 
 
-def _trained(args: argparse.Namespace, style: str, style_path: Path, loss: str, runs: dict) -> torch.nn.Module:
+def _label(loss: str, content_weight: float | None) -> str:
+    """A row's name: the loss, with ``-cwW`` when its content weight is not train-style's default."""
+    return loss if content_weight in (None, DEFAULT_CONTENT_WEIGHT) else f"{loss}-cw{content_weight:g}"
+
+
+def _trained(args: argparse.Namespace, style: str, style_path: Path, loss: str, content_weight: float, cell: str,
+             runs: dict) -> torch.nn.Module:
     """Train (or resume) one cell, record its cost in ``runs``, copy its model, and load it."""
-    cell = f"{style}-{loss}" if args.content_weight is None else f"{style}-{loss}-cw{args.content_weight:g}"
     settings = {"style": str(style_path), "out_dir": str(args.out / cell),
                 "data_dirs": [str(ROOT / d) for d in NATURAL_TRAIN_DIRS],
                 "dtype": args.dtype, **LOSSES[loss]}
     if args.steps:
         settings["steps"] = args.steps
-    if args.content_weight is not None:
-        settings["content_weight"] = args.content_weight
+    settings["content_weight"] = content_weight
     summary = train_stylizer(StyleTrainConfig(**settings), resume=True, progress=None)
     runs[cell] = {k: summary[k] for k in ("steps", "train_seconds", "seconds_per_step", "peak_memory_mib")}
     model = load_stylizer(summary["model"])
