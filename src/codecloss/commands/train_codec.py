@@ -88,6 +88,8 @@ HELP = "train a CompressAI codec for rate-distortion (resume, export g_a)"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-codec`` subcommand."""
+    from codecloss._dtype import TASK_DTYPES
+
     p = subparsers.add_parser(
         "train-codec",
         help=HELP,
@@ -187,7 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "alexnet: gdn2=relu1 gdn3=relu2)",
     )
     p.add_argument(
-        "--teacher-dtype", choices=("auto", "float32", "bfloat16"),
+        "--teacher-dtype", choices=TASK_DTYPES,
         help="compute dtype of the frozen teacher (auto: bfloat16 where the device has fast bf16 units; the codec "
         "trains in float32) (default float32)",
     )
