@@ -5,8 +5,13 @@ Every candidate is measured the same way, next to the embedded default:
 - **style and texture** (read): the stylize grid's independent judges, from ``benchmarks/stylize_grid.py``'s
   ``results.json`` (the default is the method ``codec``, its random-init control ``codec-random``, a candidate
   the method of its NAME, added with ``--candidate NAME BACKBONE WEIGHTS`` there);
-- **SR** (read): Kodak PSNR-Y and sharpness of the ``codec`` loss in a ``codecloss sr-study --json`` result
-  made with that backbone (``--codec-backbone``, ``--codec-weights``);
+- **SR** (read): from a ``codecloss sr-study --finetune ... --json`` sweep made with that backbone
+  (``--codec-backbone``, ``--codec-weights``), BSD100 PSNR-Y and LPIPS-Alex of its ``codec@R`` run (the first one);
+  from an older ``codecloss sr-study --json`` study from bicubic, Kodak PSNR-Y and sharpness of its ``codec`` row;
+- **feed-forward stylizer** (read, optional): the per-loss summary of ``benchmarks/train_style.py --json`` files
+  (``--feedforward``; a row's loss is its NAME unless ``--feedforward-label NAME=LOSS`` says otherwise);
+- **agreement** (run here, with ``--agreement``): 2AFC agreement of the candidate's uniform-head CPIPS with
+  LPIPS-Alex, DISTS and LPIPS-VGG on Kodak triplets (:func:`codecloss.evaluate.distill.evaluate_distilled_heads`);
 - **equal-MSE check** (run here): :func:`codecloss.evaluate.equal_mse.evaluate_equal_mse` on Kodak, with the
   candidate's CPIPS and its architecture at random init;
 - **rate-distortion** (run here): real bitstreams on Kodak against Pillow JPEG
@@ -20,6 +25,8 @@ Usage::
         --grid runs/stylize-candidates/results.json --bench runs/candidates/bench.json \\
         --candidate codec codecloss-small-mse default benchmarks/results/sr_study.json \\
         --candidate hq runs/candidates/hq.pth codecloss-small-mse runs/candidates/sr-hq.json
+
+The semantic candidates' table (docs/model_card.md) adds ``--feedforward`` and ``--agreement``.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from codecloss import load_codec
+from codecloss.evaluate.distill import evaluate_distilled_heads
 from codecloss.evaluate.equal_mse import evaluate_equal_mse
 from codecloss.evaluate.scorers import cpips_scorer
 from codecloss.train.rd import evaluate_rd
@@ -49,6 +58,12 @@ def main() -> None:
     parser.add_argument("--candidate", nargs=4, action="append", required=True,
                         metavar=("NAME", "BACKBONE", "WEIGHTS", "SR_JSON"),
                         help="a row: grid method NAME, backbone id, weights ('default' or a file), sr-study JSON")
+    parser.add_argument("--feedforward", type=Path, nargs="+", default=[],
+                        help="benchmarks/train_style.py --json files (their per-loss summaries, merged)")
+    parser.add_argument("--feedforward-label", nargs="+", default=[], metavar="NAME=LOSS",
+                        help="a row whose feed-forward loss is not named NAME (e.g. wide=codec)")
+    parser.add_argument("--agreement", action="store_true", help="also run the 2AFC agreement with LPIPS/DISTS")
+    parser.add_argument("--trunks", help="ImageNet trunk folder of the agreement's judges (default $CODECLOSS_TRUNKS)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -56,6 +71,8 @@ def main() -> None:
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     grid = json.loads(args.grid.read_text())["summary"]
     bench = _bench_cells(json.loads(args.bench.read_text())) if args.bench.is_file() else {}
+    feedforward = {loss: summary for path in args.feedforward for loss, summary in json.loads(path.read_text())["summary"].items()}
+    labels = dict(item.split("=", 1) for item in args.feedforward_label)
     rows = {}
     for name, backbone, weights, sr_json in args.candidate:
         cached = old.get("rows", {}).get(name, {})
@@ -63,9 +80,13 @@ def main() -> None:
         transfer, texture = grid.get("transfer", {}).get(name, {}), grid.get("texture", {}).get(name, {})
         row |= {f"transfer_{k}": transfer.get(k) for k in ("texture_ps", "gram_random_vgg", "colour_swd", "content_ssim")}
         row["texture_texture_ps"] = texture.get("texture_ps")
-        sr = json.loads(Path(sr_json).read_text())["eval"]["kodak"]["codec"] if Path(sr_json).is_file() else {}
-        row |= {"sr_kodak_psnr_y": sr.get("psnr_y"), "sr_kodak_sharpness": sr.get("sharpness")}
+        row |= _sr(Path(sr_json))
+        if args.feedforward:
+            ff = feedforward.get(labels.get(name, name), {})
+            row |= {f"feedforward_{k}": ff.get(k) for k in ("texture_ps", "colour_swd", "content_ssim", "dists_style")}
         row["equal_mse"] = cached.get("equal_mse") or _equal_mse(backbone, weights)  # the slow parts are kept
+        if args.agreement:
+            row["agreement"] = cached.get("agreement") or _agreement(backbone, weights, args.trunks)
         row["rd"] = cached.get("rd") or _rd(backbone, weights)
         row["fwd_bwd"] = dict(bench.get(backbone, {}))
         rows[name] = row
@@ -92,6 +113,28 @@ def _bench_cells(result: dict) -> dict[str, dict[str, float]]:
     return cells
 
 
+def _sr(path: Path) -> dict[str, float | None]:
+    """The SR columns of a fine-tune sweep (BSD100, the codec run) or of an older study from bicubic (Kodak)."""
+    if not path.is_file():
+        return {}
+    result = json.loads(path.read_text())
+    if "runs" not in result:  # the study from bicubic
+        sr = result["eval"]["kodak"]["codec"]
+        return {"sr_kodak_psnr_y": sr.get("psnr_y"), "sr_kodak_sharpness": sr.get("sharpness")}
+    run = next(name for name in result["runs"] if name.startswith("codec@"))
+    sr = result["eval"]["bsd100"][run]
+    return {"sr_run": run, "sr_bsd100_psnr_y": sr["psnr_y"], "sr_bsd100_lpips_alex": sr.get("lpips_alex"),
+            "sr_bsd100_dists": sr.get("dists"), "sr_bsd100_sharpness": sr["sharpness"]}
+
+
+def _agreement(backbone: str, weights: str, trunks: str | None) -> dict[str, dict[str, float]]:
+    """Per Kodak triplet set, the fraction of 2AFC choices of the candidate's CPIPS each judge shares."""
+    codec = load_codec("codecloss-small-mse")  # the "codec" distortion kind: one fixed codec for every row
+    result = evaluate_distilled_heads({"cpips": "uniform"}, KODAK, trunks=trunks, count=500,
+                                      codec=lambda x: codec(x)["x_hat"], backbone=backbone, weights=weights)
+    return {name: data["agreement"]["cpips"] for name, data in result["sets"].items()}
+
+
 def _equal_mse(backbone: str, weights: str) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the random-init row warns by design
@@ -111,19 +154,33 @@ def _rd(backbone: str, weights: str) -> dict[str, float]:
             "per_image": point["per_image"]}
 
 
+#: Table columns: header -> the cell of a row (``None`` where the row lacks it; a column no row has is left out).
+_COLUMNS: dict[str, Callable[[dict], str | None]] = {
+    "transfer texture_ps": lambda r: _f(r.get("transfer_texture_ps"), 3),
+    "texture texture_ps": lambda r: _f(r.get("texture_texture_ps"), 3),
+    "content SSIM": lambda r: _f(r.get("transfer_content_ssim"), 3),
+    "feed-forward texture_ps": lambda r: _f(r.get("feedforward_texture_ps"), 3),
+    "feed-forward content SSIM": lambda r: _f(r.get("feedforward_content_ssim"), 3),
+    "SR Kodak PSNR-Y": lambda r: _f(r.get("sr_kodak_psnr_y"), 2),
+    "SR sharpness": lambda r: _f(r.get("sr_kodak_sharpness"), 3),
+    "SR run": lambda r: r.get("sr_run"),
+    "SR BSD100 PSNR-Y": lambda r: _f(r.get("sr_bsd100_psnr_y"), 3),
+    "SR BSD100 LPIPS-Alex": lambda r: _f(r.get("sr_bsd100_lpips_alex"), 4),
+    "agreement LPIPS-Alex / DISTS (held-out kinds)": lambda r: "agreement" in r and "{:.3f} / {:.3f}".format(
+        *(r["agreement"]["kodak_held_out_kinds"][j] for j in ("LPIPS-Alex", "DISTS"))) or None,
+    "equal-MSE (random init)": lambda r: f"{r['equal_mse']['trained']['overall']:.3f} ({r['equal_mse']['random_init']['overall']:.3f})",
+    "Kodak bpp / PSNR": lambda r: f"{r['rd']['bpp']:.3f} / {r['rd']['psnr']:.2f}",
+    "rate vs JPEG": lambda r: f"{r['rd']['rate_vs_jpeg_percent']:+.1f} %",
+    "fwd+bwd time": lambda r: r["fwd_bwd"] and f"{r['fwd_bwd']['median_ms']:.0f} ms ({r['fwd_bwd']['time_vs_first']:.2f}x)" or None,
+    "fwd+bwd memory": lambda r: r["fwd_bwd"] and f"{r['fwd_bwd']['peak_mb']:.0f} MiB ({r['fwd_bwd']['memory_vs_first']:.2f}x)" or None,
+}
+
+
 def _markdown(rows: dict[str, dict]) -> str:
-    head = ("| candidate | transfer texture_ps | texture texture_ps | content SSIM | SR Kodak PSNR-Y | SR sharpness | "
-            "equal-MSE (random init) | Kodak bpp / PSNR | rate vs JPEG | fwd+bwd time | fwd+bwd memory |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for name, r in rows.items():
-        e, rd, cost = r["equal_mse"], r["rd"], r["fwd_bwd"]
-        cells = [name, _f(r["transfer_texture_ps"], 3), _f(r["texture_texture_ps"], 3), _f(r["transfer_content_ssim"], 3),
-                 _f(r["sr_kodak_psnr_y"], 2), _f(r["sr_kodak_sharpness"], 3),
-                 f"{e['trained']['overall']:.3f} ({e['random_init']['overall']:.3f})",
-                 f"{rd['bpp']:.3f} / {rd['psnr']:.2f}", f"{rd['rate_vs_jpeg_percent']:+.1f} %",
-                 f"{cost['median_ms']:.0f} ms ({cost['time_vs_first']:.2f}x)" if cost else "-",
-                 f"{cost['peak_mb']:.0f} MiB ({cost['memory_vs_first']:.2f}x)" if cost else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
+    cells = {name: {head: cell(row) for head, cell in _COLUMNS.items()} for name, row in rows.items()}
+    heads = [head for head in _COLUMNS if any(cells[name][head] not in (None, "-") for name in rows)]
+    lines = ["| candidate | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    lines += ["| " + " | ".join([name] + [cells[name][head] or "-" for head in heads]) + " |" for name in rows]
     return "\n".join(lines)
 
 

@@ -8,8 +8,9 @@ Methods (all with :func:`codecloss.tasks.gatys.run_stylize`'s default recipe unl
 - ``vgg19-random``: Gatys' VGG19 taps at random initialisation, seed 0 (control; ImageNet weights are
   not available here, pass ``--vgg-weights FILE`` to add ``vgg19`` with them).
 - any other name: that backbone id at random init (e.g. a zoo architecture).
-- ``--candidate NAME BACKBONE WEIGHTS``: a trained candidate loss network (e.g. an exported
-  ``codecloss train-codec`` run), named NAME in the results.
+- ``--candidate NAME BACKBONE WEIGHTS [TAP ...]``: a trained candidate loss network (e.g. an exported
+  ``codecloss train-codec`` run), named NAME in the results; TAPs replace the default Gram taps (e.g. to add a
+  hyperprior's ``h1 h2``).
 
 Judges (:mod:`codecloss.tasks.judges`) share nothing with any loss. The run is resumable: a cell whose
 record is in the JSON is skipped.
@@ -33,6 +34,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from codecloss._dtype import TASK_DTYPES
 from codecloss.evaluate.images import read_image, save_montage
 from codecloss.tasks.judges import judge_style
 from codecloss.tasks.gatys import resize_shorter, run_stylize
@@ -58,8 +60,11 @@ def main() -> None:
     parser.add_argument("--styles", nargs="+", default=list(STYLES))
     parser.add_argument("--no-textures", action="store_true", help="skip texture synthesis (content 'none')")
     parser.add_argument("--vgg-weights", help="torchvision VGG19 state dict: adds the method 'vgg19'")
-    parser.add_argument("--candidate", nargs=3, action="append", default=[], metavar=("NAME", "BACKBONE", "WEIGHTS"),
-                        help="adds the method NAME: BACKBONE with the weights file WEIGHTS (repeatable)")
+    parser.add_argument("--candidate", nargs="+", action="append", default=[], metavar="NAME BACKBONE WEIGHTS [TAP",
+                        help="adds the method NAME: BACKBONE with the weights file WEIGHTS, and the Gram taps TAP ... "
+                             "instead of the default ones if given (repeatable)")
+    parser.add_argument("--dtype", choices=TASK_DTYPES, default="float32",
+                        help="compute dtype of every method's loss network (run_stylize's dtype; default float32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--montage", type=Path, help="also write the grid as one picture (rows: content x style)")
     args = parser.parse_args()
@@ -68,11 +73,17 @@ def main() -> None:
     methods = {name: METHODS.get(name, {"backbone": name, "weights": None}) for name in args.methods}
     if args.vgg_weights:
         methods["vgg19"] = {"backbone": "vgg19", "weights": args.vgg_weights}
-    for name, backbone, weights in args.candidate:
-        methods[name] = {"backbone": backbone, "weights": weights}
+    for values in args.candidate:
+        if len(values) < 3:
+            parser.error(f"--candidate: expected NAME BACKBONE WEIGHTS [TAP ...], got {values}")
+        name, backbone, weights, *taps = values
+        methods[name] = {"backbone": backbone, "weights": weights} | ({"style_layers": taps} if taps else {})
     args.out.mkdir(parents=True, exist_ok=True)
     record_file = args.out / "results.json"
-    records = json.loads(record_file.read_text()) if record_file.exists() else {"size": args.size, "cells": []}
+    records = json.loads(record_file.read_text()) if record_file.exists() else {"size": args.size, "dtype": args.dtype, "cells": []}
+    if (records["size"], records.get("dtype", "float32")) != (args.size, args.dtype):
+        parser.error(f"--out: {record_file} holds cells at size {records['size']}, dtype {records.get('dtype', 'float32')}; "
+                     f"got --size {args.size} --dtype {args.dtype}")
     done = {(r["content"], r["style"], r["method"]) for r in records["cells"]}
     contents = list(args.contents) + ([] if args.no_textures else ["none"])
     for style in args.styles:
@@ -85,7 +96,7 @@ def main() -> None:
                 if method == "content":
                     image, seconds = _control(content_image, args.size), 0.0
                 else:
-                    result = run_stylize(content_image, style_image, size=args.size, **options)
+                    result = run_stylize(content_image, style_image, size=args.size, dtype=args.dtype, **options)
                     image, seconds = result.image, result.seconds
                 save_image(image, args.out / f"{content}__{style}__{method}.png")
                 scores = judge_style(image, style_image, content_image)

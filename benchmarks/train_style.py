@@ -6,7 +6,9 @@ Each (style, loss) cell trains with :func:`codecloss.tasks.train_style.train_sty
 (judges that share nothing with the codec losses; DISTS shares the VGG16 trunk with the ``vgg16`` row).
 
 Rows: ``content`` (the photo itself, untrained: the floor control), ``codec`` (the embedded default), ``codec-small`` (``codecloss-small-mse``), ``codec-random`` (the default's
-architecture at random init, the control) and ``vgg16`` (the ImageNet trunk; ``--trunks DIR`` or ``$CODECLOSS_TRUNKS``).
+architecture at random init, the control) and ``vgg16`` (the ImageNet trunk; ``--trunks DIR`` or ``$CODECLOSS_TRUNKS``),
+and any ``--candidate NAME BACKBONE WEIGHTS [TAP ...]`` (a trained codec file, e.g. a ``codecloss train-codec``
+export; TAPs replace the default Gram taps).
 
 Usage::
 
@@ -51,7 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run folder (one sub-folder per cell)")
     parser.add_argument("--styles", nargs="+", default=["starry_night", "udnie", "the_scream"])
-    parser.add_argument("--losses", nargs="+", choices=["content", *LOSSES], default=["content", *LOSSES])
+    parser.add_argument("--losses", nargs="+", default=["content", *LOSSES],
+                        help=f"rows: content, {', '.join(LOSSES)} or a --candidate NAME (default: all but candidates)")
+    parser.add_argument("--candidate", nargs="+", action="append", default=[], metavar="NAME BACKBONE WEIGHTS [TAP",
+                        help="adds the loss NAME: the codec BACKBONE with the weights file WEIGHTS, and the Gram taps "
+                             "TAP ... instead of the default ones if given (repeatable)")
     parser.add_argument("--steps", type=int, help="training steps (default: train-style's default)")
     parser.add_argument("--dtype", choices=TASK_DTYPES, default="float32", help="loss networks' compute dtype")
     parser.add_argument("--judge-size", type=int, default=256, help="shorter side of the judged outputs")
@@ -66,6 +72,14 @@ def main() -> None:
     parser.add_argument("--time-sizes", type=int, nargs="*", default=[512, 1024],
                         help="also time one forward pass of each model at these square sizes (median of 3)")
     args = parser.parse_args()
+    for values in args.candidate:
+        if len(values) < 3:
+            parser.error(f"--candidate: expected NAME BACKBONE WEIGHTS [TAP ...], got {values}")
+        name, backbone, weights, *taps = values
+        LOSSES[name] = {"loss": "codec", "backbone": backbone, "weights": weights} | ({"style_layers": taps} if taps else {})
+    unknown = [loss for loss in args.losses if loss != "content" and loss not in LOSSES]
+    if unknown:
+        parser.error(f"--losses: unknown {unknown}; expected content, {', '.join(LOSSES)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 

@@ -95,17 +95,20 @@ def test_memory_format_choice_changes_layout_not_values(channels_last: bool | No
     ("backbone", "names"),
     [
         ("bmshj2018-factorized-mse-q1", ["conv1", "gdn1", "conv2", "gdn2", "conv3", "gdn3", "y"]),
-        ("mbt2018-ms-ssim-q8", ["conv1", "gdn1", "conv2", "gdn2", "conv3", "gdn3", "y"]),
-        ("cheng2020-anchor-mse-q1", ["rbs1", "rb1", "rbs2", "rb2", "rbs3", "rb3", "y"]),
-        ("cheng2020-attn-mse-q1", ["rbs1", "rb1", "rbs2", "attn2", "rb2", "rbs3", "rb3", "conv4", "y"]),
+        ("mbt2018-ms-ssim-q8", ["conv1", "gdn1", "conv2", "gdn2", "conv3", "gdn3", "y", "h1", "h2", "z"]),
+        ("cheng2020-anchor-mse-q1", ["rbs1", "rb1", "rbs2", "rb2", "rbs3", "rb3", "y", "h1", "h2", "h3", "h4", "z"]),
+        ("cheng2020-attn-mse-q1",
+         ["rbs1", "rb1", "rbs2", "attn2", "rb2", "rbs3", "rb3", "conv4", "y", "h1", "h2", "h3", "h4", "z"]),
     ],
 )
 def test_tap_names_and_metadata(backbone: str, names: list[str]) -> None:
     taps = codecloss.list_layers(backbone)
     assert [t.name for t in taps] == names
     spec = get_backbone_spec(backbone)
-    assert taps[-1].channels == spec.config[-1]
-    assert taps[-1].stride == 16
+    latent = taps[names.index("y")]
+    assert latent.channels == spec.config[-1]
+    assert latent.stride == 16
+    assert taps[-1].stride == 64 if names[-1] == "z" else 16
     assert [t.stride for t in taps][:2] == [2, 2]
     assert [t.index for t in taps] == list(range(len(names)))
 

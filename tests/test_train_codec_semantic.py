@@ -99,7 +99,7 @@ def test_heads_and_g_a_learn_from_s_and_the_teacher_stays_frozen():
     codec = build_model("factorized", 16, 16).train()
     teacher = trunk("vgg16", weights=None, seed=0)
     frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
-    distillation = Distillation(teacher, {"gdn2": "relu3_3", "gdn3": "relu4_3"}, codec.g_a)
+    distillation = Distillation(teacher, {"gdn2": "relu3_3", "gdn3": "relu4_3"}, codec)
     heads = distillation.heads()
     wrapped = distillation.wrap(codec, heads)
     x = torch.rand(2, 3, 32, 32)
@@ -128,7 +128,7 @@ def test_heads_and_g_a_learn_from_s_and_the_teacher_stays_frozen():
 
 def test_alexnet_maps_are_resized_to_the_codec_taps():
     codec = build_model("factorized", 16, 16)
-    distillation = Distillation(trunk("alexnet", weights=None), {"gdn2": "relu1", "gdn3": "relu2"}, codec.g_a)
+    distillation = Distillation(trunk("alexnet", weights=None), {"gdn2": "relu1", "gdn3": "relu2"}, codec)
     x = torch.rand(1, 3, 32, 32)  # AlexNet: 7x7 and 3x3 maps at strides 4 and 8; the codec: 8x8 and 4x4
     predictions = distillation.wrap(codec, distillation.heads())(x)["semantic"]
     value = distillation.loss(predictions, x)
@@ -139,7 +139,7 @@ def test_bfloat16_teacher_gives_the_float32_term():
     torch.manual_seed(0)
     codec = build_model("factorized", 16, 16)
     teacher, pairs = trunk("vgg16", weights=None, seed=0), {"gdn2": "relu3_3", "gdn3": "relu4_3"}
-    exact, fast = Distillation(teacher, pairs, codec.g_a), Distillation(teacher, pairs, codec.g_a, torch.bfloat16)
+    exact, fast = Distillation(teacher, pairs, codec), Distillation(teacher, pairs, codec, torch.bfloat16)
     x = torch.rand(2, 3, 64, 64)
     predictions = {k: v.detach().requires_grad_() for k, v in exact.wrap(codec, exact.heads())(x)["semantic"].items()}
     values, grads = [], []

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=None)
 def _random_extractor(backbone: str) -> FeatureExtractor:
     spec = get_backbone_spec(backbone)
-    return FeatureExtractor(spec.build_codec().g_a, backbone_id=spec.id)
+    return FeatureExtractor.from_codec(spec.build_codec(), backbone_id=spec.id)
 
 
 def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
@@ -55,7 +55,8 @@ def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
         backbone: backbone id.
 
     Returns:
-        One :class:`TapInfo` (name, index, channels, stride) per tap; the last is ``y``.
+        One :class:`TapInfo` (name, index, channels, stride) per tap: ``g_a``'s up to ``y``, then a
+        hyperprior's ``h_a`` taps (``h1``, ``h2``, ..., ``z``; see :mod:`codecloss.hyper`).
 
     Example:
         >>> [t.name for t in list_layers("bmshj2018-factorized-mse-q1")]
@@ -64,11 +65,9 @@ def list_layers(backbone: str = DEFAULT_BACKBONE) -> list[TapInfo]:
     return list(_random_extractor(backbone).taps)
 
 
-def _g_a_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Keep the ``g_a.`` entries of a full-model state_dict (a g_a-only one passes through)."""
-    if any(k.startswith("g_a.") for k in state):
-        return {k[len("g_a."):]: v for k, v in state.items() if k.startswith("g_a.")}
-    return dict(state)
+def _part_state_dict(state: Mapping[str, Tensor], part: str) -> dict[str, Tensor]:
+    """The ``{part}.`` entries of a full-model state_dict, prefix removed (empty if it has none)."""
+    return {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(f"{part}.")}
 
 
 def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Tensor] | None:
@@ -83,18 +82,33 @@ def _resolve_state_dict(weights: WeightsArg, spec: BackboneSpec) -> dict[str, Te
     return registered_state_dict(str(weights), spec.id)
 
 
-def _load_g_a(g_a: torch.nn.Module, state: dict[str, Tensor], source: str) -> None:
+def _load_part(module: torch.nn.Module, state: dict[str, Tensor], source: str, part: str) -> None:
     try:
-        result = g_a.load_state_dict(state, strict=False)
+        result = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatch
-        raise ValueError(f"weights: {source} does not fit this backbone's g_a: {err}") from None
+        raise ValueError(f"weights: {source} does not fit this backbone's {part}: {err}") from None
     # GDN reparametrisation buffers are constants (older files may lack them); anything else must match.
     missing = [k for k in result.missing_keys if "_reparam." not in k]
     if missing or result.unexpected_keys:
         raise ValueError(
-            f"weights: {source} does not fit this backbone's g_a "
+            f"weights: {source} does not fit this backbone's {part} "
             f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
         )
+
+
+def _load_analysis(codec: CompressionModel, state: dict[str, Tensor], source: str) -> bool:
+    """Load ``g_a`` (from a full-model or a g_a-only state_dict) and, where the file has it, ``h_a``.
+
+    Returns:
+        Whether ``h_a`` was loaded (a g_a-only file leaves it random, so its taps are not offered).
+    """
+    is_full = any(k.startswith("g_a.") for k in state)
+    _load_part(codec.g_a, _part_state_dict(state, "g_a") if is_full else dict(state), source, "g_a")
+    h_a = _part_state_dict(state, "h_a") if is_full else {}
+    if h_a and isinstance(getattr(codec, "h_a", None), torch.nn.Module):
+        _load_part(codec.h_a, h_a, source, "h_a")
+        return True
+    return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,10 +145,11 @@ def load_backbone(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "defau
         >>> extractor = load_backbone("bmshj2018-factorized-mse-q1", weights=None)  # doctest: +SKIP
     """
     spec, codec, state = _codec_and_state(backbone, weights)
+    hyper = state is None  # random init: h_a is as random as g_a
     if state is not None:
-        _load_g_a(codec.g_a, _g_a_state_dict(state), repr(str(weights)))
+        hyper = _load_analysis(codec, state, repr(str(weights)))
         logger.info("loaded %s weights from %s", spec.id, weights)
-    return FeatureExtractor(codec.g_a, backbone_id=spec.id)
+    return FeatureExtractor.from_codec(codec, backbone_id=spec.id, hyper=hyper)
 
 
 def load_codec(backbone: str = DEFAULT_BACKBONE, weights: WeightsArg = "default") -> CompressionModel:
@@ -172,8 +187,9 @@ def from_compressai(model: CompressionModel | torch.nn.Module, backbone_id: str 
         backbone_id: a name for reports.
 
     Returns:
-        A frozen :class:`~codecloss.features.FeatureExtractor`, accepted as ``backbone=`` by
-        :class:`~codecloss.CodecPerceptualLoss` and :class:`~codecloss.CPIPS`.
+        A frozen :class:`~codecloss.features.FeatureExtractor` (with ``h_a`` taps if the model is a
+        hyperprior), accepted as ``backbone=`` by :class:`~codecloss.CodecPerceptualLoss` and
+        :class:`~codecloss.CPIPS`.
 
     Example:
         >>> from compressai.models import FactorizedPrior
@@ -184,4 +200,4 @@ def from_compressai(model: CompressionModel | torch.nn.Module, backbone_id: str 
     g_a = getattr(model, "g_a", None)
     if not isinstance(g_a, torch.nn.Module):
         raise TypeError(f"model: expected a CompressAI model with an analysis transform g_a, got {type(model).__name__}")
-    return FeatureExtractor(g_a, backbone_id=backbone_id)
+    return FeatureExtractor.from_codec(model, backbone_id=backbone_id)

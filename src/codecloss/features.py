@@ -6,7 +6,9 @@ zoo or user-made: the stage kind plus its resolution level (how many
 downsampling stages precede or include it), and the last stage is always ``y``,
 the latent. For the GDN family (Ballé et al. 2017/2018, Minnen et al. 2018)
 this gives ``conv1, gdn1, conv2, gdn2, conv3, gdn3, y``; for Cheng et al. 2020
-``rbs1, rb1, rbs2, rb2, rbs3, rb3, y`` (``attn`` stages in cheng2020-attn).
+``rbs1, rb1, rbs2, rb2, rbs3, rb3, y`` (``attn`` stages in cheng2020-attn). Hyperprior codecs built with
+:meth:`FeatureExtractor.from_codec` go on past ``y`` into their hyper-analysis ``h_a``: ``h1, h2, ..., z``
+(:mod:`codecloss.hyper`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from codecloss._layout import is_channels_last
 from codecloss._validate import to_unit_range
 from codecloss.gdn import FrozenGDN
+from codecloss.hyper import hyper_stages
 from codecloss.receptive_field import ReceptiveField, receptive_field
 from codecloss.stem import FrozenStemConv2d
 from codecloss.tiling import TilePlan
@@ -166,6 +169,8 @@ class FeatureExtractor(TappedNetwork):
         backbone_id: name reported in ``repr`` and errors.
         channels_last: run in NHWC memory format (returned features are NHWC too); ``None``:
             always on CPU, where oneDNN convolutions are faster in NHWC, elsewhere when the input is NHWC.
+        hyper: taps after ``y`` on the hyper-analysis ``h_a``, from :func:`codecloss.hyper.hyper_stages`
+            (:meth:`from_codec` adds them); they are copied and frozen.
 
     Example:
         >>> from compressai.models import FactorizedPrior
@@ -175,19 +180,44 @@ class FeatureExtractor(TappedNetwork):
         [(1, 64, 32, 32), (1, 96, 4, 4)]
     """
 
-    def __init__(self, g_a: nn.Module, backbone_id: str = "custom", channels_last: bool | None = None) -> None:
+    def __init__(
+        self,
+        g_a: nn.Module,
+        backbone_id: str = "custom",
+        channels_last: bool | None = None,
+        hyper: Sequence[tuple[str, str, nn.Module]] = (),
+    ) -> None:
         super().__init__()
         self.backbone_id = backbone_id
         self.channels_last = channels_last
-        self.stages = _as_stages(freeze_analysis_transform(g_a))
+        analysis = _as_stages(freeze_analysis_transform(g_a))
+        hyper_stages = [copy.deepcopy(stage).requires_grad_(False).eval() for _, _, stage in hyper]
+        self.stages = nn.Sequential(*analysis, *hyper_stages)
         stages = list(self.stages)
+        names = tap_names(list(analysis)) + [name for name, _, _ in hyper]
+        #: tap name -> path of the module in the source codec whose output the tap is (``g_a.3``, ``h_a.1``)
+        self.tap_sources = {name: f"g_a.{index}" for index, name in enumerate(names[: len(analysis)])}
+        self.tap_sources |= {name: path for name, path, _ in hyper}
         self._gdn_after_conv = frozenset(
             index
             for index in range(1, len(stages))
             if isinstance(stages[index], FrozenGDN) and isinstance(stages[index - 1], nn.Conv2d)
         )
-        self.taps: tuple[TapInfo, ...] = self._probe(tap_names(stages))
+        self.taps: tuple[TapInfo, ...] = self._probe(names)
         self._fields = _cumulative_fields(stages)
+
+    @classmethod
+    def from_codec(
+        cls, codec: nn.Module, backbone_id: str = "custom", channels_last: bool | None = None, hyper: bool = True
+    ) -> "FeatureExtractor":
+        """The taps of a whole codec: ``g_a``'s and, with ``hyper`` and where it has one, its ``h_a``'s.
+
+        Example:
+            >>> from compressai.models import ScaleHyperprior
+            >>> FeatureExtractor.from_codec(ScaleHyperprior(64, 96)).tap_names[-4:]
+            ['y', 'h1', 'h2', 'z']
+        """
+        return cls(codec.g_a, backbone_id, channels_last, hyper_stages(codec) if hyper else ())
 
     def _probe(self, names: list[str]) -> tuple[TapInfo, ...]:
         param = next(self.stages.parameters(), None)
@@ -203,9 +233,10 @@ class FeatureExtractor(TappedNetwork):
 
     @property
     def default_layers(self) -> list[str]:
-        """Taps used when none are chosen: each nonlinearity's output (``gdn*``, ``rb*``) and ``y``."""
-        chosen = [name for name in self.tap_names[:-1] if name.startswith(("gdn", "rb")) and not name.startswith("rbs")]
-        return chosen + ["y"] if chosen else self.tap_names
+        """Taps used when none are chosen: each nonlinearity's output of ``g_a`` (``gdn*``, ``rb*``) and ``y``."""
+        analysis = self.tap_names[: self.tap_names.index("y")]
+        chosen = [name for name in analysis if name.startswith(("gdn", "rb")) and not name.startswith("rbs")]
+        return (chosen or analysis) + ["y"]
 
     def receptive_field(self, name: str) -> tuple[ReceptiveField, ReceptiveField] | None:
         """(height, width) receptive fields of a tap in input pixels, ``None`` if a stage up to it is of

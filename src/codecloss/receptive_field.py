@@ -19,12 +19,13 @@ from compressai.layers import GDN, AttentionBlock, ResidualBlock, ResidualBlockW
 from torch import nn
 
 from codecloss.gdn import FrozenGDN
+from codecloss.hyper import Abs
 
 __all__ = ["ReceptiveField", "receptive_field"]
 
 #: Modules that act on each pixel alone (any channel mixing, no spatial extent).
 POINTWISE: tuple[type[nn.Module], ...] = (
-    GDN, FrozenGDN, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
+    GDN, FrozenGDN, Abs, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
 )
 
 

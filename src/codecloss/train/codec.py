@@ -212,7 +212,7 @@ def _train(
     if ckpt is None and config.init is not None:
         initialize_from(model, config.init, widen=config.init_widen)
     model.to(device).train()
-    distillation = semantic.Distillation.from_config(config, model.g_a, device) if config.uses_semantic else None
+    distillation = semantic.Distillation.from_config(config, model, device) if config.uses_semantic else None
     semantic_heads = distillation.heads().to(device) if distillation is not None else None
     if ctx.rank > 0:  # every rank starts from the same weights; its own quantisation noise from here on
         torch.manual_seed(config.seed + ctx.rank)

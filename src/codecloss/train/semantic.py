@@ -2,8 +2,9 @@
 
 S distils a frozen ImageNet teacher (:func:`codecloss.reference.trunk`, VGG16 or AlexNet) into the
 analysis transform ``g_a`` of the codec being trained, without labels. For each pair ``TAP=LAYER``
-(e.g. ``gdn2=relu3_3``, both at stride 4) a linear 1x1 head, without bias, maps the codec's own tap
-activations (with gradients into ``g_a``) to the teacher's channels. Head output and teacher
+(e.g. ``gdn2=relu3_3``, both at stride 4; a hyperprior's ``h_a`` taps too, e.g. ``h2=pool5`` at stride 32,
+see :mod:`codecloss.hyper`) a linear 1x1 head, without bias, maps the codec's own tap
+activations (with gradients into ``g_a``, and ``h_a`` for its taps) to the teacher's channels. Head output and teacher
 features are both unit-normalised along channels (:func:`codecloss.losses.normalize_channels`, as
 LPIPS does), and S is their squared distance summed over channels and averaged over positions,
 images and pairs: LPIPS's distance with unit weights, in [0, 4]. Normalising both sides leaves no
@@ -44,21 +45,21 @@ class CodecWithHeads(nn.Module):
     """A codec and its semantic heads as one module: the module that DDP wraps under ``torchrun``.
 
     Args:
-        codec: the CompressAI model being trained (its ``g_a`` an ``nn.Sequential``).
+        codec: the CompressAI model being trained (its ``g_a`` and ``h_a`` each an ``nn.Sequential``).
         heads: codec tap name -> linear 1x1 head (see :meth:`Distillation.heads`).
-        stages: codec tap name -> index of the ``g_a`` stage whose output the tap is.
+        sources: codec tap name -> path of the module in ``codec`` whose output the tap is (``"g_a.3"``).
     """
 
-    def __init__(self, codec: nn.Module, heads: nn.ModuleDict, stages: Mapping[str, int]) -> None:
+    def __init__(self, codec: nn.Module, heads: nn.ModuleDict, sources: Mapping[str, str]) -> None:
         super().__init__()
         self.codec = codec
         self.heads = heads
-        self.stages = dict(stages)
+        self.sources = dict(sources)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         """The codec's forward, plus ``"semantic"``: tap name -> head output on that tap.
 
-        The taps are read by forward hooks during the codec's own pass, so ``g_a`` runs once.
+        The taps are read by forward hooks during the codec's own pass, so ``g_a`` and ``h_a`` run once.
 
         Args:
             x: images (N, 3, H, W) in [0, 1].
@@ -71,13 +72,15 @@ class CodecWithHeads(nn.Module):
         def keep(name: str, module: nn.Module, inputs: Any, output: Tensor) -> None:
             taps[name] = output
 
-        hooks = [self.codec.g_a[index].register_forward_hook(partial(keep, name)) for name, index in self.stages.items()]
+        hooks = [
+            self.codec.get_submodule(path).register_forward_hook(partial(keep, name)) for name, path in self.sources.items()
+        ]
         try:
             out = self.codec(x)
         finally:
             for hook in hooks:
                 hook.remove()
-        return {**out, "semantic": {name: self.heads[name](taps[name]) for name in self.stages}}
+        return {**out, "semantic": {name: self.heads[name](taps[name]) for name in self.sources}}
 
 
 class Distillation:
@@ -86,7 +89,7 @@ class Distillation:
     Args:
         teacher: the frozen ImageNet trunk (moved to float32 here).
         pairs: codec tap -> teacher layer, each pair at equal stride.
-        g_a: the analysis transform of the codec being trained (only read, for its taps).
+        codec: the codec being trained (only read, for its ``g_a`` and ``h_a`` taps).
         dtype: the teacher's compute dtype (its weights stay float32; bfloat16 runs under autocast and
             its features are returned to float32 before the distance).
 
@@ -96,9 +99,11 @@ class Distillation:
     """
 
     def __init__(
-        self, teacher: Trunk, pairs: Mapping[str, str], g_a: nn.Module, dtype: torch.dtype = torch.float32
+        self, teacher: Trunk, pairs: Mapping[str, str], codec: nn.Module, dtype: torch.dtype = torch.float32
     ) -> None:
-        codec_taps = {tap.name: tap for tap in FeatureExtractor(g_a).taps}
+        extractor = FeatureExtractor.from_codec(codec)
+        codec_taps = {tap.name: tap for tap in extractor.taps}
+        self.sources = {name: extractor.tap_sources[name] for name in pairs if name in codec_taps}
         layers = {tap.name: tap for tap in teacher.taps}
         self.pairs = dict(pairs)
         self.codec_taps: dict[str, TapInfo] = {}
@@ -121,13 +126,13 @@ class Distillation:
         self.dtype = dtype
 
     @classmethod
-    def from_config(cls, config: TrainConfig, g_a: nn.Module, device: torch.device | str = "cpu") -> "Distillation":
+    def from_config(cls, config: TrainConfig, codec: nn.Module, device: torch.device | str = "cpu") -> "Distillation":
         """The distillation ``config`` asks for: its teacher (``teacher_weights`` or the default file) and pairs.
 
         Args:
             config: the run's settings (``semantic_teacher``, ``teacher_weights``, ``teacher_dtype``,
                 :attr:`TrainConfig.semantic_pairs`).
-            g_a: the analysis transform of the codec being trained.
+            codec: the codec being trained.
             device: where the teacher runs (the codec's device).
 
         Returns:
@@ -140,7 +145,7 @@ class Distillation:
         teacher = as_trunk(config.semantic_teacher, config.teacher_weights, argument="teacher_weights")
         dtype = resolve_task_dtype(config.teacher_dtype, device, "teacher_dtype")
         logger.info("semantic teacher %s computes in %s", config.semantic_teacher, str(dtype).removeprefix("torch."))
-        return cls(teacher.to(device), config.semantic_pairs, g_a, dtype)
+        return cls(teacher.to(device), config.semantic_pairs, codec, dtype)
 
     def heads(self) -> nn.ModuleDict:
         """Fresh linear heads (1x1 convolutions without bias), codec tap name -> head."""
@@ -151,7 +156,7 @@ class Distillation:
 
     def wrap(self, codec: nn.Module, heads: nn.ModuleDict) -> CodecWithHeads:
         """``codec`` and ``heads`` as one :class:`CodecWithHeads`."""
-        return CodecWithHeads(codec, heads, {name: tap.index for name, tap in self.codec_taps.items()})
+        return CodecWithHeads(codec, heads, self.sources)
 
     def loss(self, predictions: Mapping[str, Tensor], images: Tensor) -> Tensor:
         """S: the channel-normalised squared distance of the head outputs to the teacher's features.
