@@ -62,6 +62,7 @@ def main() -> None:
                         help="benchmarks/train_style.py --json files (their per-loss summaries, merged)")
     parser.add_argument("--feedforward-label", nargs="+", default=[], metavar="NAME=LOSS",
                         help="a row whose feed-forward loss is not named NAME (e.g. wide=codec)")
+    parser.add_argument("--feedforward-style", help="read each file's summary of this style (default: of all styles)")
     parser.add_argument("--agreement", action="store_true", help="also run the 2AFC agreement with LPIPS/DISTS")
     parser.add_argument("--trunks", help="ImageNet trunk folder of the agreement's judges (default $CODECLOSS_TRUNKS)")
     parser.add_argument("--threads", type=int, default=2)
@@ -71,7 +72,10 @@ def main() -> None:
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     grid = json.loads(args.grid.read_text())["summary"]
     bench = _bench_cells(json.loads(args.bench.read_text())) if args.bench.is_file() else {}
-    feedforward = {loss: summary for path in args.feedforward for loss, summary in json.loads(path.read_text())["summary"].items()}
+    feedforward = {}
+    for path in args.feedforward:
+        result = json.loads(path.read_text())
+        feedforward |= result["by_style"][args.feedforward_style] if args.feedforward_style else result["summary"]
     labels = dict(item.split("=", 1) for item in args.feedforward_label)
     rows = {}
     for name, backbone, weights, sr_json in args.candidate:

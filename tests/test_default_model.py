@@ -24,7 +24,7 @@ from codecloss.weights import get_weight_spec, get_weights_file
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CARD = ROOT / "docs" / "model_card.md"
 #: Every codec shipped in the wheel -> the dtype its parameters are stored in (loaded as float32).
-SHIPPED = {"codecloss-wide-mse": torch.float16, "codecloss-small-mse": torch.float32}
+SHIPPED = {"codecloss-wide-mse": torch.float16, "codecloss-small-mse": torch.float32, "codecloss-wide-sem": torch.float16}
 ASSET = f"codecloss/assets/{codecloss.DEFAULT_BACKBONE}.pth"
 
 
@@ -57,7 +57,7 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def test_the_default_is_the_wide_codec_and_both_are_shipped() -> None:
     assert codecloss.DEFAULT_BACKBONE == "codecloss-wide-mse"
-    assert set(SHIPPED) <= set(codecloss.list_backbones()[:2])
+    assert set(SHIPPED) == set(codecloss.list_backbones()[:3])
     assert [t.channels for t in codecloss.list_layers()] == [128] * 6 + [192]
     assert list(codecloss.CodecPerceptualLoss().layer_weights) == codecloss.CPIPS().layers == ["gdn1", "gdn2", "gdn3", "y"]
 

@@ -68,6 +68,7 @@ def _zoo_specs() -> dict[str, BackboneSpec]:
 _SPECS: dict[str, BackboneSpec] = {  # the codecs shipped in the wheel (docs/model_card.md), the default first
     "codecloss-wide-mse": BackboneSpec("codecloss-wide-mse", "bmshj2018-factorized", "mse", None, (128, 192)),
     "codecloss-small-mse": BackboneSpec("codecloss-small-mse", "bmshj2018-factorized", "mse", None, (64, 96)),
+    "codecloss-wide-sem": BackboneSpec("codecloss-wide-sem", "bmshj2018-factorized", "mse", None, (128, 192)),
     **_zoo_specs(),
 }
 
