@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 from torch import Tensor, nn
@@ -44,8 +42,9 @@ def hyper_stages(codec: nn.Module) -> list[tuple[str, str, nn.Sequential]]:
         codec: a CompressAI model; one without an ``nn.Sequential`` ``h_a`` has no hyper taps.
 
     Returns:
-        ``(tap name, path of the tap's module in codec, stage)`` in forward order; each stage is a copy of the
-        ``h_a`` modules between two taps (the first led by :class:`Abs` where the codec feeds ``|y|``).
+        ``(tap name, path of the tap's module in codec, stage)`` in forward order; each stage groups the
+        codec's own ``h_a`` modules between two taps (the first led by :class:`Abs` where the codec feeds
+        ``|y|``); :class:`~codecloss.features.FeatureExtractor` copies them.
     """
     h_a = getattr(codec, "h_a", None)
     if not isinstance(h_a, nn.Sequential) or not len(h_a):
@@ -53,7 +52,7 @@ def hyper_stages(codec: nn.Module) -> list[tuple[str, str, nn.Sequential]]:
     stages: list[tuple[str, str, nn.Sequential]] = []
     pending: list[nn.Module] = [Abs()] if _feeds_abs(codec) else []
     for index, module in enumerate(h_a):
-        pending.append(copy.deepcopy(module))
+        pending.append(module)
         last = index == len(h_a) - 1
         if isinstance(module, _NONLINEAR) or last:
             name = "z" if last else f"h{len(stages) + 1}"
