@@ -17,7 +17,8 @@ Every candidate is measured the same way, next to the embedded default:
 - **rate-distortion** (run here): real bitstreams on Kodak against Pillow JPEG
   (:func:`codecloss.train.rd.evaluate_rd`, one rate point: rate saving at equal PSNR);
 - **cost** (read): forward+backward median time and peak memory at batch 4 x 256 from one
-  ``codecloss bench --json`` run holding every candidate's backbone id.
+  ``codecloss bench --json`` run holding every candidate's backbone id (or the network ``--bench-network NAME=NETWORK``
+  names, e.g. a hyperprior with its ``h_a`` taps: ``sem-hyp=bmshj2018-hyperprior-mse-q3:gdn1,gdn2,gdn3,y,h1,h2``).
 
 Usage::
 
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--feedforward-label", nargs="+", default=[], metavar="NAME=LOSS",
                         help="a row whose feed-forward loss is not named NAME (e.g. wide=codec)")
     parser.add_argument("--feedforward-style", help="read each file's summary of this style (default: of all styles)")
+    parser.add_argument("--bench-network", nargs="+", default=[], metavar="NAME=NETWORK",
+                        help="a row whose cost is the bench network NETWORK, not its backbone id")
     parser.add_argument("--agreement", action="store_true", help="also run the 2AFC agreement with LPIPS/DISTS")
     parser.add_argument("--trunks", help="ImageNet trunk folder of the agreement's judges (default $CODECLOSS_TRUNKS)")
     parser.add_argument("--threads", type=int, default=2)
@@ -77,6 +80,7 @@ def main() -> None:
         result = json.loads(path.read_text())
         feedforward |= result["by_style"][args.feedforward_style] if args.feedforward_style else result["summary"]
     labels = dict(item.split("=", 1) for item in args.feedforward_label)
+    bench_networks = dict(item.split("=", 1) for item in args.bench_network)
     rows = {}
     for name, backbone, weights, sr_json in args.candidate:
         cached = old.get("rows", {}).get(name, {})
@@ -92,7 +96,7 @@ def main() -> None:
         if args.agreement:
             row["agreement"] = cached.get("agreement") or _agreement(backbone, weights, args.trunks)
         row["rd"] = cached.get("rd") or _rd(backbone, weights)
-        row["fwd_bwd"] = dict(bench.get(backbone, {}))
+        row["fwd_bwd"] = dict(bench.get(bench_networks.get(name, backbone), {}))
         rows[name] = row
         logger.info("%s: %s", name, row)
     base = next(iter(rows.values()))["fwd_bwd"]

@@ -11,6 +11,8 @@ Methods (all with :func:`codecloss.tasks.gatys.run_stylize`'s default recipe unl
 - ``--candidate NAME BACKBONE WEIGHTS [TAP ...]``: a trained candidate loss network (e.g. an exported
   ``codecloss train-codec`` run), named NAME in the results; TAPs replace the default Gram taps (e.g. to add a
   hyperprior's ``h1 h2``).
+- ``--recipe NAME KEY=VALUE ...``: method NAME's own :func:`~codecloss.tasks.gatys.run_stylize` options instead of
+  the default recipe (e.g. a VGG16 row with Gatys's weights and noise start: ``style_weight=100 init=noise``).
 
 Judges (:mod:`codecloss.tasks.judges`) share nothing with any loss. The run is resumable: a cell whose
 record is in the JSON is skipped.
@@ -21,6 +23,8 @@ Usage::
     python benchmarks/stylize_grid.py --out runs/stylize-grid-128 --size 128
     python benchmarks/stylize_grid.py --out runs/stylize-grid-256 --methods content codec \
         --candidate wide bmshj2018-factorized-mse-q1 runs/candidates/wide.pth
+    python benchmarks/stylize_grid.py --out runs/stylize-grid-256 --methods content \
+        --candidate vgg16-gatys vgg16 $CODECLOSS_TRUNKS/vgg16_features.pth --recipe vgg16-gatys style_weight=100
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from codecloss.tasks.gatys import resize_shorter, run_stylize
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "style"
 CONTENTS = ("tubingen", "golden_gate", "lion", "hoovertowernight")
 STYLES = ("starry_night", "the_scream", "udnie", "shipwreck")
+#: run_stylize options ``--recipe`` may set (``*_layers`` take comma-separated taps).
+RECIPE_KEYS = ("content_weight", "style_weight", "tv_weight", "steps", "optimizer", "lr", "init", "scales",
+               "content_layers", "style_layers")
 METHODS = {
     "codec": {},
     "codec-random": {"weights": None},
@@ -63,6 +70,9 @@ def main() -> None:
     parser.add_argument("--candidate", nargs="+", action="append", default=[], metavar="NAME BACKBONE WEIGHTS [TAP",
                         help="adds the method NAME: BACKBONE with the weights file WEIGHTS, and the Gram taps TAP ... "
                              "instead of the default ones if given (repeatable)")
+    parser.add_argument("--recipe", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
+                        help=f"run_stylize options of method NAME instead of the default recipe, keys {', '.join(RECIPE_KEYS)} "
+                             "(repeatable)")
     parser.add_argument("--dtype", choices=TASK_DTYPES, default="float32",
                         help="compute dtype of every method's loss network (run_stylize's dtype; default float32)")
     parser.add_argument("--threads", type=int, default=1)
@@ -70,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    methods = {name: METHODS.get(name, {"backbone": name, "weights": None}) for name in args.methods}
+    methods = {name: METHODS.get(name, {} if name == "content" else {"backbone": name, "weights": None})
+               for name in args.methods}
     if args.vgg_weights:
         methods["vgg19"] = {"backbone": "vgg19", "weights": args.vgg_weights}
     for values in args.candidate:
@@ -78,12 +89,20 @@ def main() -> None:
             parser.error(f"--candidate: expected NAME BACKBONE WEIGHTS [TAP ...], got {values}")
         name, backbone, weights, *taps = values
         methods[name] = {"backbone": backbone, "weights": weights} | ({"style_layers": taps} if taps else {})
+    for name, *pairs in args.recipe:
+        if name not in methods:
+            parser.error(f"--recipe: method {name!r} is not run here (methods: {', '.join(methods)})")
+        methods[name] = methods[name] | _recipe(pairs, parser)
     args.out.mkdir(parents=True, exist_ok=True)
     record_file = args.out / "results.json"
     records = json.loads(record_file.read_text()) if record_file.exists() else {"size": args.size, "dtype": args.dtype, "cells": []}
     if (records["size"], records.get("dtype", "float32")) != (args.size, args.dtype):
         parser.error(f"--out: {record_file} holds cells at size {records['size']}, dtype {records.get('dtype', 'float32')}; "
                      f"got --size {args.size} --dtype {args.dtype}")
+    recorded = records.setdefault("methods", {})
+    for name, options in methods.items():
+        if recorded.setdefault(name, options) != options:
+            parser.error(f"--out: {record_file} ran method {name!r} with {recorded[name]}, got {options}; use another --out")
     done = {(r["content"], r["style"], r["method"]) for r in records["cells"]}
     contents = list(args.contents) + ([] if args.no_textures else ["none"])
     for style in args.styles:
@@ -109,6 +128,23 @@ def main() -> None:
     print(_table(records["summary"]))
     if args.montage:
         _montage(args.out, contents, args.styles, list(methods), args.montage)
+
+
+def _recipe(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
+    """``KEY=VALUE`` strings as run_stylize options: numbers as numbers, ``*_layers`` as lists of taps."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in RECIPE_KEYS:
+            parser.error(f"--recipe: expected KEY=VALUE with KEY in {', '.join(RECIPE_KEYS)}, got {pair!r}")
+        if key.endswith("_layers"):
+            options[key] = value.split(",")
+        else:
+            try:
+                options[key] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key] = value
+    return options
 
 
 def _montage(folder: Path, contents: list[str], styles: list[str], methods: list[str], path: Path) -> None:

@@ -21,7 +21,7 @@ def test_every_zoo_architecture_metric_and_quality_is_listed() -> None:
             for quality, config in zoo.cfgs[arch].items():
                 spec = get_backbone_spec(f"{arch}-{metric}-q{quality}")
                 assert (spec.architecture, spec.metric, spec.quality, spec.config) == (arch, metric, quality, tuple(config))
-    assert ids[:3] == ["codecloss-wide-mse", "codecloss-small-mse", "codecloss-wide-sem"]  # shipped, the default first
+    assert ids[:3] == ["codecloss-wide-sem", "codecloss-wide-mse", "codecloss-small-mse"]  # shipped, the default first
     assert len(ids) == 3 + 2 * sum(len(zoo.cfgs[a]) for a in ZOO_ARCHITECTURES)
     assert get_backbone_spec("bmshj2018-hyperprior-mse-q6").config == (192, 320)
     assert "cheng2020-attn-mse-q7" not in ids

@@ -247,6 +247,17 @@ def test_cli_tiny_run_with_json(tmp_path, capsys: pytest.CaptureFixture[str]) ->
     assert "speed-up vs" in capsys.readouterr().out
 
 
+def test_a_codec_id_with_taps_measures_those_taps() -> None:
+    network = bench.build_network("bmshj2018-hyperprior-mse-q3:gdn3,h1,h2")
+    assert network.name == "bmshj2018-hyperprior-mse-q3:gdn3,h1,h2" and network.taps == "gdn3, h1, h2"
+    x, y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    assert network.content(x, y) > 0 and network.style(x, y) > 0
+    with pytest.raises(ValueError, match="networks: unknown"):
+        bench.build_network("vgg16-lpips:relu1_2")
+    with pytest.raises(ValueError, match="networks: unknown"):
+        bench.build_network("bmshj2018-hyperprior-mse-q3:")
+
+
 def test_cli_rejects_unknown_network(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--networks", "vgg99", "--no-progress"]) == 2
     assert "vgg99" in capsys.readouterr().err

@@ -55,8 +55,8 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / torch.mean((x - y) ** 2).item())
 
 
-def test_the_default_is_the_wide_codec_and_both_are_shipped() -> None:
-    assert codecloss.DEFAULT_BACKBONE == "codecloss-wide-mse"
+def test_the_default_is_the_semantic_codec_and_all_are_shipped() -> None:
+    assert codecloss.DEFAULT_BACKBONE == "codecloss-wide-sem"
     assert set(SHIPPED) == set(codecloss.list_backbones()[:3])
     assert [t.channels for t in codecloss.list_layers()] == [128] * 6 + [192]
     assert list(codecloss.CodecPerceptualLoss().layer_weights) == codecloss.CPIPS().layers == ["gdn1", "gdn2", "gdn3", "y"]

@@ -134,7 +134,7 @@ def test_model_path_is_a_head_file(tmp_path, ours, images):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"net": "alex"}, ValueError, "net: 'alex' is an lpips trunk.*codecloss-wide-mse"),
+        ({"net": "alex"}, ValueError, "net: 'alex' is an lpips trunk.*codecloss-wide-sem"),
         ({"net": "vgg"}, ValueError, "net: 'vgg' is an lpips trunk"),
         ({"net": 3}, TypeError, "net: expected a codecloss backbone id"),
         ({"version": "0.0"}, ValueError, "version: got '0.0', expected '0.1'"),

@@ -28,7 +28,7 @@ ZOO_ARCHITECTURES: tuple[str, ...] = (
 _METRICS = ("mse", "ms-ssim")
 
 #: The codec trained and shipped by this project that every default uses (see docs/model_card.md).
-DEFAULT_BACKBONE = "codecloss-wide-mse"
+DEFAULT_BACKBONE = "codecloss-wide-sem"
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ def _zoo_specs() -> dict[str, BackboneSpec]:
 
 
 _SPECS: dict[str, BackboneSpec] = {  # the codecs shipped in the wheel (docs/model_card.md), the default first
+    "codecloss-wide-sem": BackboneSpec("codecloss-wide-sem", "bmshj2018-factorized", "mse", None, (128, 192)),
     "codecloss-wide-mse": BackboneSpec("codecloss-wide-mse", "bmshj2018-factorized", "mse", None, (128, 192)),
     "codecloss-small-mse": BackboneSpec("codecloss-small-mse", "bmshj2018-factorized", "mse", None, (64, 96)),
-    "codecloss-wide-sem": BackboneSpec("codecloss-wide-sem", "bmshj2018-factorized", "mse", None, (128, 192)),
     **_zoo_specs(),
 }
 

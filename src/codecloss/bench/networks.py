@@ -3,7 +3,8 @@
 Every network is a loss ``fn(x, y) -> scalar`` on images in [0, 1]:
 
 * codec backbones (any id of :func:`codecloss.list_backbones`): :class:`~codecloss.CodecPerceptualLoss`
-  with the backbone's default taps;
+  with the backbone's default taps, or with the taps named after a colon (``ID:TAP,TAP,...``, e.g.
+  ``bmshj2018-hyperprior-mse-q3:gdn1,gdn2,gdn3,y,h1,h2`` to include a hyperprior's ``h_a`` taps);
 * ``vgg16-lpips``, ``vgg19-gatys``, ``alexnet-lpips``: the :func:`codecloss.reference.trunk` networks
   (random init) run to their deepest tap through the *same* loss code as the codecs
   (:class:`~codecloss.CodecPerceptualLoss`), so only the feature network differs;
@@ -101,13 +102,15 @@ def _tapped_network(name: str, arch: str, content: Sequence[str] | None = None,
     return BenchNetwork(name, "torchvision", labels, extractor, content_loss_fn, style_loss_fn)
 
 
-def _codec(backbone: str) -> BenchNetwork:
+def _codec(name: str) -> BenchNetwork:
+    backbone, _, taps = name.partition(":")
+    layers = taps.split(",") if taps else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # weights=None warns; the report says weights are random
         extractor = load_backbone(backbone, weights=None)
-    content = CodecPerceptualLoss(extractor)
-    style = CodecPerceptualLoss(extractor, style_weight=1.0)
-    return BenchNetwork(backbone, "codec", ", ".join(content.layer_weights), extractor, content, style)
+    content = CodecPerceptualLoss(extractor, layers=layers)
+    style = CodecPerceptualLoss(extractor, layers=layers, style_weight=1.0)
+    return BenchNetwork(name, "codec", ", ".join(content.layer_weights), extractor, content, style)
 
 
 class _PlainCompressAILoss(nn.Module):
@@ -223,8 +226,9 @@ REFERENCE_NETWORKS: dict[str, Callable[[], BenchNetwork]] = {
 
 
 def is_codec(name: str) -> bool:
-    """Whether ``name`` is a codec backbone id (not a reference network)."""
-    return name in list_backbones()
+    """Whether ``name`` is a codec backbone id, optionally with ``:TAP,TAP,...`` (not a reference network)."""
+    backbone, colon, taps = name.partition(":")
+    return backbone in list_backbones() and (not colon or all(taps.split(",")))
 
 
 def list_networks() -> list[str]:
@@ -239,10 +243,10 @@ def default_networks() -> list[str]:
 
 def check_networks(names: Sequence[str]) -> list[str]:
     """Validate network names; raises ``ValueError`` listing the valid ones."""
-    valid = list_networks()
-    unknown = [name for name in names if name not in valid]
+    unknown = [name for name in names if not is_codec(name) and name not in REFERENCE_NETWORKS]
     if unknown:
-        raise ValueError(f"networks: unknown {unknown}; expected codec backbone ids or one of {list(REFERENCE_NETWORKS)}")
+        raise ValueError(f"networks: unknown {unknown}; expected codec backbone ids (optionally ID:TAP,TAP,...) "
+                         f"or one of {list(REFERENCE_NETWORKS)}")
     return list(names)
 
 
@@ -250,7 +254,8 @@ def build_network(name: str) -> BenchNetwork:
     """Build one network, randomly initialised, on CPU in float32, without any download.
 
     Args:
-        name: a codec backbone id or one of :data:`REFERENCE_NETWORKS`.
+        name: a codec backbone id (``ID:TAP,TAP,...`` for other taps than its defaults) or one of
+            :data:`REFERENCE_NETWORKS`.
 
     Returns:
         The :class:`BenchNetwork`.

@@ -221,15 +221,16 @@ def _own_codec(backbone: str, sha256: str, size: int, license: str = _OWN_LICENS
 #: Files shipped inside the wheel under ``codecloss/assets/``; add one ``WeightSpec(..., asset=...)`` per file.
 #: All are full codecs (g_a, g_s, entropy bottleneck with updated CDF tables); see docs/model_card.md.
 SHIPPED: tuple[WeightSpec, ...] = (
-    # The embedded default since 2026-12-02: codecloss-small-mse widened to the zoo's N=128, M=192
+    # The embedded default since 2026-12-07: codecloss-wide-mse trained further with a semantic term distilled
+    # from ImageNet VGG16 (issue 22, beta = 3).
+    _own_codec("codecloss-wide-sem", "9f8e117634daf9c20977ea50580ab628076a963f3437cdbca90a37c9e3939f09", 6084295,
+               license=_OWN_LICENSE + "; distilled from torchvision's ImageNet VGG16, whose ImageNet training data "
+               "allows research and non-commercial use"),
+    # The default from 2026-12-02 to 2026-12-06: codecloss-small-mse widened to the zoo's N=128, M=192
     # (`train-codec --init-widen`) and trained further; parameters stored in float16, loaded into float32.
     _own_codec("codecloss-wide-mse", "35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb", 6080989),
     # The first embedded default.
     _own_codec("codecloss-small-mse", "7b1eb851a76bc37ac57f46e19961b72b476b30118cefca17f4d050cc98373ba7", 3083853),
-    # codecloss-wide-mse trained further with a semantic term distilled from ImageNet VGG16 (issue 22, beta = 3).
-    _own_codec("codecloss-wide-sem", "9f8e117634daf9c20977ea50580ab628076a963f3437cdbca90a37c9e3939f09", 6084295,
-               license=_OWN_LICENSE + "; distilled from torchvision's ImageNet VGG16, whose ImageNet training data "
-               "allows research and non-commercial use"),
 )
 
 _ENTRIES: dict[str, WeightSpec] = {}
