@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import codecloss
 from codecloss.cli import main
 from codecloss.tasks.stylizer_net import Stylizer, load_stylizer, save_stylizer
 from codecloss.tasks.train_style import StyleTrainConfig, train_stylizer
@@ -82,6 +83,17 @@ def test_resume_refuses_other_settings_and_existing_run(folders, tmp_path, one_t
         train_stylizer(_config(folders, tmp_path, steps=2))
     with pytest.raises(ValueError, match="style_weight"):
         train_stylizer(_config(folders, tmp_path, steps=2, style_weight=3.0), resume=True)
+
+
+def test_the_default_backbone_is_resolved_so_a_changed_default_cannot_resume(folders, tmp_path, monkeypatch) -> None:
+    config = _config(folders, tmp_path, backbone=None)
+    assert config.backbone == codecloss.DEFAULT_BACKBONE
+    assert _config(folders, tmp_path, backbone=None, loss="vgg16").backbone is None  # VGG16 has no codec backbone
+    monkeypatch.setattr(codecloss, "DEFAULT_BACKBONE", SMALL)
+    train_stylizer(_config(folders, tmp_path, backbone=None, steps=1))
+    monkeypatch.setattr(codecloss, "DEFAULT_BACKBONE", "codecloss-wide-mse")
+    with pytest.raises(ValueError, match="backbone"):
+        train_stylizer(_config(folders, tmp_path, backbone=None, steps=2), resume=True)
 
 
 def test_model_file_round_trip(tmp_path) -> None:

@@ -62,7 +62,8 @@ class StyleTrainConfig:
         out_dir: run folder (checkpoint, log, final model ``stylizer.pth``).
         data_dirs: folders of training photos (never the style or judging images).
         loss: one of :data:`LOSSES`.
-        backbone: codec backbone id for ``codec`` and ``codec-random``.
+        backbone: codec backbone id for ``codec`` and ``codec-random`` (``None``: :data:`codecloss.DEFAULT_BACKBONE`,
+            resolved here, so that a checkpoint names its backbone and never resumes on another default).
         weights: codec weights (``"default"``, registry name or file) for ``codec``; the VGG16 trunk file for
             ``vgg16`` (``None``: ``codecloss.reference.trunk_file("vgg16")``, i.e. ``$CODECLOSS_TRUNKS``).
         content_layers, style_layers: taps (names or name -> weight); ``None``: :data:`DEFAULT_TAPS`.
@@ -105,6 +106,10 @@ class StyleTrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
+        if self.backbone is None and _loss_family(self.loss) == "codec":
+            import codecloss
+
+            self.backbone = codecloss.DEFAULT_BACKBONE
         self.dtype = str(resolve_task_dtype(self.dtype, self.device, "dtype")).removeprefix("torch.")
         for name in ("size", "batch", "steps", "width", "blocks", "checkpoint_every"):
             value = getattr(self, name)
