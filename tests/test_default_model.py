@@ -26,6 +26,7 @@ MODEL_CARD = ROOT / "docs" / "model_card.md"
 #: Every codec shipped in the wheel -> the dtype its parameters are stored in (loaded as float32).
 SHIPPED = {"codecloss-wide-mse": torch.float16, "codecloss-small-mse": torch.float32, "codecloss-wide-sem": torch.float16}
 ASSET = f"codecloss/assets/{codecloss.DEFAULT_BACKBONE}.pth"
+HEADS = "cpips-wide-sem-lpips-vgg"  # CPIPS heads distilled from LPIPS-VGG for the default (opt-in)
 
 
 @pytest.fixture()
@@ -108,6 +109,23 @@ def test_cli_metric_runs_offline_in_a_fresh_process(tmp_path: Path) -> None:
     assert not (tmp_path / "home").exists()
 
 
+def test_shipped_cpips_heads_are_verified_offline_and_calibrated_for_the_default(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODECLOSS_OFFLINE", "1")
+    monkeypatch.setenv("CODECLOSS_HOME", str(tmp_path / "home"))
+    spec = get_weight_spec(HEADS)
+    path = get_weights_file(HEADS)
+    assert spec.asset and hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256 and path.stat().st_size == spec.size
+    head = torch.load(path, map_location="cpu", weights_only=True)
+    assert head["backbone"] == codecloss.DEFAULT_BACKBONE
+    calibrated, uniform = codecloss.CPIPS(heads=HEADS), codecloss.CPIPS()
+    x = _smooth_image(64)
+    y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert float(calibrated(x, x)) == 0.0 and float(calibrated(x, y)) == pytest.approx(float(calibrated(y, x)), rel=1e-5)
+    assert float(calibrated(x, y)) != pytest.approx(float(uniform(x, y)), rel=0.01)  # other weights, not uniform ones
+    assert all(float(w.min()) >= 0 for w in head["lin"].values())
+    assert not (tmp_path / "home").exists()
+
+
 @pytest.mark.parametrize("backbone", list(SHIPPED))
 def test_codec_round_trips_a_real_bitstream(backbone: str) -> None:
     codec = codecloss.load_codec(backbone)
@@ -154,7 +172,8 @@ def test_wheel_contains_the_shipped_file_and_an_installed_build_finds_it(tmp_pat
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheels.glob("codecloss-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert {f"codecloss/assets/{backbone}.pth" for backbone in SHIPPED} <= set(archive.namelist())
+        assert {f"codecloss/assets/{backbone}.pth" for backbone in SHIPPED} | {f"codecloss/assets/{HEADS}.pt"} <= set(
+            archive.namelist())
         archive.extractall(target)  # what installing a pure-Python wheel puts in site-packages
     probe = ("import codecloss, codecloss.weights as w; "
              "print(w.get_weights_file('default', codecloss.DEFAULT_BACKBONE))")

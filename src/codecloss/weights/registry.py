@@ -219,7 +219,7 @@ def _own_codec(backbone: str, sha256: str, size: int, license: str = _OWN_LICENS
 
 
 #: Files shipped inside the wheel under ``codecloss/assets/``; add one ``WeightSpec(..., asset=...)`` per file.
-#: All are full codecs (g_a, g_s, entropy bottleneck with updated CDF tables); see docs/model_card.md.
+#: The codecs are full (g_a, g_s, entropy bottleneck with updated CDF tables; docs/model_card.md); heads are CPIPS head files.
 SHIPPED: tuple[WeightSpec, ...] = (
     # The embedded default since 2026-12-07: codecloss-wide-mse trained further with a semantic term distilled
     # from ImageNet VGG16 (issue 22, beta = 3).
@@ -231,6 +231,16 @@ SHIPPED: tuple[WeightSpec, ...] = (
     _own_codec("codecloss-wide-mse", "35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb", 6080989),
     # The first embedded default.
     _own_codec("codecloss-small-mse", "7b1eb851a76bc37ac57f46e19961b72b476b30118cefca17f4d050cc98373ba7", 3083853),
+    # CPIPS heads for the default, distilled from LPIPS-VGG on 20,000 natural-photo triplets (issue 19; opt-in:
+    # they do not agree better than uniform heads with LPIPS-Alex/DISTS on held-out distortions, docs/metric.md).
+    WeightSpec(
+        name="cpips-wide-sem-lpips-vgg", asset="cpips-wide-sem-lpips-vgg.pt", size=5155,
+        sha256="8514496f03d12a51975f35d703b781d37f812316b1cab3919ce215450e104d7b",
+        license=_OWN_LICENSE + "; labels from LPIPS-VGG (BSD-2-Clause) on torchvision's ImageNet VGG16, whose "
+        "ImageNet training data allows research and non-commercial use",
+        source="codecloss train-cpips --distill lpips-vgg (docs/metric.md)",
+        citation="R. Zhang et al., The Unreasonable Effectiveness of Deep Features as a Perceptual Metric, CVPR 2018",
+    ),
 )
 
 _ENTRIES: dict[str, WeightSpec] = {}
