@@ -208,6 +208,8 @@ def _zoo_entries() -> list[WeightSpec]:
 
 
 _OWN_LICENSE = "research and non-commercial use (trained on BSDS500 and Sun-Hays80 photos)"
+#: Terms of the ImageNet teacher behind the semantic codec and the distilled heads.
+_VGG16_TERMS = "torchvision's ImageNet VGG16, whose ImageNet training data allows research and non-commercial use"
 
 
 def _own_codec(backbone: str, sha256: str, size: int, license: str = _OWN_LICENSE) -> WeightSpec:
@@ -224,8 +226,7 @@ SHIPPED: tuple[WeightSpec, ...] = (
     # The embedded default since 2026-12-07: codecloss-wide-mse trained further with a semantic term distilled
     # from ImageNet VGG16 (issue 22, beta = 3).
     _own_codec("codecloss-wide-sem", "9f8e117634daf9c20977ea50580ab628076a963f3437cdbca90a37c9e3939f09", 6084295,
-               license=_OWN_LICENSE + "; distilled from torchvision's ImageNet VGG16, whose ImageNet training data "
-               "allows research and non-commercial use"),
+               license=f"{_OWN_LICENSE}; distilled from {_VGG16_TERMS}"),
     # The default from 2026-12-02 to 2026-12-06: codecloss-small-mse widened to the zoo's N=128, M=192
     # (`train-codec --init-widen`) and trained further; parameters stored in float16, loaded into float32.
     _own_codec("codecloss-wide-mse", "35062e7cb058bc13b81242a690d5559b0573627f1f343ea715b06760b13402eb", 6080989),
@@ -236,8 +237,7 @@ SHIPPED: tuple[WeightSpec, ...] = (
     WeightSpec(
         name="cpips-wide-sem-lpips-vgg", asset="cpips-wide-sem-lpips-vgg.pt", size=5155,
         sha256="8514496f03d12a51975f35d703b781d37f812316b1cab3919ce215450e104d7b",
-        license=_OWN_LICENSE + "; labels from LPIPS-VGG (BSD-2-Clause) on torchvision's ImageNet VGG16, whose "
-        "ImageNet training data allows research and non-commercial use",
+        license=f"{_OWN_LICENSE}; labels from LPIPS-VGG (BSD-2-Clause) on {_VGG16_TERMS}",
         source="codecloss train-cpips --distill lpips-vgg (docs/metric.md)",
         citation="R. Zhang et al., The Unreasonable Effectiveness of Deep Features as a Perceptual Metric, CVPR 2018",
     ),
