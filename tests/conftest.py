@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,15 @@ def _seed() -> None:
 def _no_trunks_env(monkeypatch) -> None:
     """Tests choose their ImageNet trunk folder explicitly: a developer's CODECLOSS_TRUNKS must not leak in."""
     monkeypatch.delenv("CODECLOSS_TRUNKS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _openmp_env_restored(monkeypatch) -> None:
+    """``codecloss.cli.main`` sets OMP_WAIT_POLICY for its process; keep it from leaking into later tests."""
+    exported = os.environ.get("OMP_WAIT_POLICY")
+    monkeypatch.setenv("OMP_WAIT_POLICY", exported or "")
+    if exported is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY")
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ import io
 import json
 import mmap
 import os
+import subprocess
 import urllib.request
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 
 from codecloss import DEFAULT_BACKBONE, CodecPerceptualLoss, FeatureExtractor, bench
 from codecloss.bench import measure
-from codecloss.bench.runner import BenchRecord, Cell, _pool_rounds, _worker_env, run_cells
+from codecloss.bench.runner import BenchRecord, Cell, _pool_rounds, _run_isolated, _worker_env, run_cells
 from codecloss.cli import main
 
 CODECS = (DEFAULT_BACKBONE, "bmshj2018-hyperprior-mse-q3")
@@ -125,6 +126,19 @@ def test_isolated_subprocess_measures_memory() -> None:
     assert record.status == "ok"
     if measure.cpu_peak_measurable():
         assert record.peak_mem_mb is not None and record.peak_mem_mb >= 0
+
+
+def test_abandoned_records_stop_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer that stops reading (an interrupt, an error) must not leave the worker measuring on."""
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: started.append(popen(*args, **kwargs)) or started[-1])
+    config = bench.BenchConfig(networks=("alexnet-lpips",), modes=("forward", "forward_backward"), add_baseline=False,
+                               **{**TINY, "resolutions": (64,), "reps": 50})
+    records = _run_isolated("alexnet-lpips", config.cells("alexnet-lpips"), config, {})
+    assert next(records).status == "ok"
+    records.close()
+    assert started[0].poll() is not None  # the second cell's 50 reps were still running
 
 
 def test_malloc_keep_sets_the_worker_environment_and_is_reported() -> None:

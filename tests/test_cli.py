@@ -104,6 +104,31 @@ def test_threads_auto_takes_one_thread_on_a_busy_machine(monkeypatch, load: floa
         torch.set_num_threads(previous)
 
 
+_TORCH_IMPORT_SPY = """
+import os, sys
+seen = []
+class Spy:
+    def find_spec(self, name, path, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+sys.meta_path.insert(0, Spy())
+from codecloss.cli import main
+main(["bench", "--list-networks"])
+print(seen)
+"""
+
+
+@pytest.mark.parametrize(("exported", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_waits_are_passive_when_torch_loads_unless_exported(exported: str | None, expected: str) -> None:
+    """OpenMP reads OMP_WAIT_POLICY when torch loads: the CLI must set it before, and a user's value wins."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if exported is not None:
+        env["OMP_WAIT_POLICY"] = exported
+    result = subprocess.run([sys.executable, "-c", _TORCH_IMPORT_SPY], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == repr([expected])
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "x"])
 def test_bad_threads_is_a_usage_error(value: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

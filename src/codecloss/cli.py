@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = ("train_codec", "metric", "eval", "train_cpips", "we
 UNTHREADED: frozenset[str] = frozenset({"weights"})
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: OpenMP wait policy of the CLI's process and of the processes it starts, unless ``OMP_WAIT_POLICY`` is set.
+OPENMP_WAIT_POLICY = "PASSIVE"
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,17 @@ def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser
         if name not in UNTHREADED:
             add_threads_argument(subparsers.choices[typed])
     return parser
+
+
+def prefer_passive_waits() -> None:
+    """Set ``OMP_WAIT_POLICY`` to :data:`OPENMP_WAIT_POLICY` unless the environment sets it already.
+
+    OpenMP reads it when torch loads, so this must run before ``import torch``. With GNU OpenMP's default policy
+    a thread that reaches the end of a parallel region first spins there, on a core that the thread it waits
+    for, descheduled by another process, then cannot get; the codec's many short regions made that its main
+    cost on a busy machine. Passive waiters sleep instead (docs/benchmarks.md, "CPU contention").
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
 
 
 def auto_threads() -> int | None:
@@ -123,6 +136,7 @@ def _named_command(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    prefer_passive_waits()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_named_command(argv))
     args = parser.parse_args(argv)

@@ -201,6 +201,7 @@ def machine_info() -> dict[str, object]:
         "cpu_model": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

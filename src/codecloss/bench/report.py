@@ -78,7 +78,7 @@ def format_table(result: BenchResult) -> str:
     gpu = m.get("gpu_name") or "none (CUDA not available)"
     lines = [
         f"machine: {m.get('cpu_model')}, {m.get('logical_cpus')} logical CPUs, torch threads {m.get('torch_threads')}, "
-        f"torch {m.get('torch')}, GPU: {gpu}",
+        f"OpenMP wait policy {m.get('omp_wait_policy') or 'default'}, torch {m.get('torch')}, GPU: {gpu}",
         f"CPU capability: {m.get('cpu_capability')}, fast bf16 on CPU (AVX512-BF16 or AMX): {m.get('fast_bf16_cpu')}",
         f"weights: {result.weights}",
         "matmul peak: " + (", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in result.matmul_peak.items()) or "-"),

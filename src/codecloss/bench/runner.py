@@ -368,10 +368,15 @@ def _run_isolated(
     process.stdin.write(json.dumps(job))
     process.stdin.close()
     done = 0
-    for line in process.stdout:
-        if line.startswith(_RECORD_PREFIX):
-            done += 1
-            yield BenchRecord(**json.loads(line[len(_RECORD_PREFIX):]))
+    try:
+        for line in process.stdout:
+            if line.startswith(_RECORD_PREFIX):
+                done += 1
+                yield BenchRecord(**json.loads(line[len(_RECORD_PREFIX):]))
+    except BaseException:  # interrupted, or the records abandoned: the worker must not go on measuring
+        process.kill()
+        process.wait()
+        raise
     stderr = process.stderr.read()
     process.wait()
     if stderr.strip():
