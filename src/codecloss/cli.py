@@ -68,31 +68,11 @@ def prefer_passive_waits() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
 
 
-def auto_threads() -> int | None:
-    """What ``--threads auto`` means: 1 on a machine that is already busy, else ``None`` (torch's default).
-
-    Busy means a 1-minute load average of at least the number of logical CPUs minus 0.5. There, every
-    multi-threaded parallel region waits for threads the scheduler has put aside; in the measurements of
-    docs/benchmarks.md ("CPU contention") one thread per process was much faster for the codecs and no slower for
-    VGG16. The load is read once, when the command starts.
-    """
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average on this platform
-        return None
-    chosen = 1 if load >= cpus - 0.5 else None
-    logger.info("--threads auto: load %.2f on %d CPUs -> %s", load, cpus, chosen or "torch's default")
-    return chosen
-
-
-def _threads_value(text: str) -> int | str:
-    """``--threads`` value: an integer >= 1, or ``"auto"`` (resolved by :func:`auto_threads` once logging is set up)."""
-    if text == "auto":
-        return text
+def _positive_int(text: str) -> int:
+    """``--threads`` value: an integer >= 1."""
     value = int(text) if text.isdigit() else 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -103,9 +83,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         for subparser in action.choices.values():
             add_threads_argument(subparser)
     if not nested:
-        parser.add_argument("--threads", type=_threads_value, metavar="N",
-                            help="torch threads, intra- and inter-op, or 'auto': 1 when the machine is already busy "
-                                 "(load average >= CPUs - 0.5), else torch's default (default: torch's default)")
+        parser.add_argument("--threads", type=_positive_int, metavar="N",
+                            help="torch threads, intra- and inter-op (default: torch's default)")
 
 
 @contextlib.contextmanager
@@ -148,8 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from codecloss import WeightsError
 
     try:
-        if getattr(args, "threads", None) == "auto":
-            args.threads = auto_threads()
         with torch_threads(getattr(args, "threads", None)):
             return int(args.func(args))
     except (ValueError, TypeError, FileNotFoundError) as err:
