@@ -4,6 +4,7 @@ Runs, ``--repeats`` times each and interleaved (so that a burst of load from ano
 shared machine hits every case alike):
 
 - ``help``: ``codecloss --help``;
+- ``metric-help``: ``codecloss metric --help``;
 - ``import``: ``python -c "import codecloss"``;
 - ``metric``: ``codecloss metric A B`` on two Kodak images.
 
@@ -37,6 +38,7 @@ CLI = [sys.executable, "-m", "codecloss"]
 #: The pair is ``kodim01.png`` and ``kodim02.png``: the same size, 768x512.
 CASES: dict[str, list[str]] = {
     "help": [*CLI, "--help"],
+    "metric-help": [*CLI, "metric", "--help"],
     "import": [sys.executable, "-c", "import codecloss"],
     "metric": [*CLI, "metric", str(KODAK / "kodim01.png"), str(KODAK / "kodim02.png")],
 }

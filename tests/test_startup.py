@@ -32,6 +32,17 @@ def test_cli_help_imports_no_torch() -> None:
     assert _imported_after(code) == []
 
 
+@pytest.mark.parametrize("command", ["metric", "eval"])
+def test_metric_help_imports_no_torch(command: str) -> None:
+    """The commands a new user tries first show their options (with the default backbone's id) at once."""
+    code = f"from codecloss.cli import main\ntry:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass"
+    assert _imported_after(code) == []
+
+
+def test_the_default_backbone_id_costs_no_import() -> None:
+    assert _imported_after("import codecloss; codecloss.DEFAULT_BACKBONE") == []
+
+
 def test_first_compressai_import_from_a_submodule_is_quiet() -> None:
     """torch_geometric's deprecated ``torch.jit.script`` call is silenced during compressai's import only."""
     code = (

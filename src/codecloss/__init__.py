@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 #: Public name -> submodule of :mod:`codecloss` that defines it.
 _EXPORTS: dict[str, str] = {
     "AESOPLoss": "tasks.sr_losses",
-    "DEFAULT_BACKBONE": "backbones",
+    "DEFAULT_BACKBONE": "_default",
     "CPIPS": "cpips",
     "BackboneSpec": "backbones",
     "CodecPerceptualLoss": "losses",

@@ -14,6 +14,8 @@ from compressai.models import CompressionModel
 from compressai.zoo.image import cfgs as _ZOO_CONFIGS
 from compressai.zoo.image import model_architectures as _ZOO_CLASSES
 
+from codecloss._default import DEFAULT_BACKBONE
+
 __all__ = ["BackboneSpec", "DEFAULT_BACKBONE", "ZOO_ARCHITECTURES", "get_backbone_spec", "list_backbones"]
 
 #: CompressAI zoo image architectures codecloss builds (the ReLU variant of bmshj2018 has no checkpoints).
@@ -26,9 +28,6 @@ ZOO_ARCHITECTURES: tuple[str, ...] = (
     "cheng2020-attn",
 )
 _METRICS = ("mse", "ms-ssim")
-
-#: The codec trained and shipped by this project that every default uses (see docs/model_card.md).
-DEFAULT_BACKBONE = "codecloss-wide-sem"
 
 
 @dataclass(frozen=True)

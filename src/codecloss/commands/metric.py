@@ -60,7 +60,7 @@ def add_cpips_arguments(parser: argparse.ArgumentParser, heads: bool = True, sev
 
     With ``several_weights``, ``--weights`` takes one or more values (a list, one model each).
     """
-    from codecloss.backbones import DEFAULT_BACKBONE
+    from codecloss._default import DEFAULT_BACKBONE
 
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"backbone id (default {DEFAULT_BACKBONE})")
     parser.add_argument(

@@ -37,7 +37,7 @@ HELP = "style transfer (Gatys) or texture synthesis with a codec loss"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stylize`` subcommand."""
-    from codecloss import DEFAULT_BACKBONE
+    from codecloss._default import DEFAULT_BACKBONE
     from codecloss._dtype import TASK_DTYPES
     from codecloss._progress import add_progress_argument
     from codecloss.tasks.gatys import INITS, OPTIMIZERS
