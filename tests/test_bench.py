@@ -11,6 +11,8 @@ import json
 import mmap
 import os
 import subprocess
+import sys
+import time
 import urllib.request
 
 import pytest
@@ -139,6 +141,47 @@ def test_abandoned_records_stop_the_worker(monkeypatch: pytest.MonkeyPatch) -> N
     assert next(records).status == "ok"
     records.close()
     assert started[0].poll() is not None  # the second cell's 50 reps were still running
+
+
+_KILLED_PARENT = """
+import subprocess
+popen = subprocess.Popen
+def spy(command, *args, **kwargs):
+    process = popen(command, *args, **kwargs)
+    if "codecloss.bench._worker" in command:
+        print(process.pid, flush=True)
+    return process
+subprocess.Popen = spy
+from codecloss import bench
+bench.run(bench.BenchConfig(networks=("alexnet-lpips",), modes=("forward",), add_baseline=False, batches=(1,),
+                            resolutions=(64,), reps=100000, warmup=0, threads=1), progress=False)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (Linux)")
+def test_the_worker_stops_when_the_bench_process_is_killed() -> None:
+    """``codecloss bench`` killed by a signal (no chance to clean up) must not leave its worker measuring."""
+    parent = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(1.0)
+        assert not _gone(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(worker)
 
 
 def test_malloc_keep_sets_the_worker_environment_and_is_reported() -> None:

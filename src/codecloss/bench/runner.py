@@ -355,6 +355,7 @@ def _run_isolated(
         "seed": config.seed,
         "threads": config.threads or torch.get_num_threads(),
         "peaks": peaks,
+        "parent": os.getpid(),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "codecloss.bench._worker"],
